@@ -1,0 +1,1 @@
+"""The calcdx command-line interface."""

@@ -1,0 +1,1 @@
+"""calcdx.datasets: DICOM reading, study discovery, manifests, splits and the radiograph simulator."""

@@ -1,0 +1,70 @@
+"""The ``Radiograph``: one decoded projection image and the metadata later stages need."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+import numpy as np
+
+
+class SpacingSource(StrEnum):
+    """Where ``Radiograph.pixel_spacing_mm`` came from."""
+
+    PIXEL_SPACING = "PixelSpacing"
+    IMAGER_PIXEL_SPACING = "ImagerPixelSpacing"  # corrected by EstimatedRadiographicMagnificationFactor
+    NOMINAL_SCANNED = "NominalScannedPixelSpacing"
+    ASSUMED = "assumed"  # configurable default: no valid spacing in the file
+
+
+@dataclass(frozen=True, slots=True)
+class Radiograph:
+    """A projection radiograph ready for analysis.
+
+    Attributes:
+        image: float32 array (rows, cols) in [0, 1]; bright = dense whatever the
+            photometric interpretation of the file.
+        pixel_spacing_mm: (row, col) spacing in millimetres at the object plane where known.
+        spacing_source: which attribute the spacing came from (``ASSUMED`` when defaulted).
+        source: file path (or "<dataset>") the image was read from.
+        frame_index: frame number for multi-frame files (0 for single frame).
+        sop_instance_uid / series_instance_uid / study_instance_uid / sop_class_uid: identity.
+        modality, body_part, view_position, laterality, patient_age_years, patient_sex,
+        manufacturer, presentation_intent: metadata, None when absent.
+        transfer_syntax_uid: how the pixels were encoded.
+        applied: human-readable steps the reader applied (LUTs, inversion, masking, ...).
+        bits_stored, photometric_interpretation: as in the file.
+    """
+
+    image: np.ndarray
+    pixel_spacing_mm: tuple[float, float]
+    spacing_source: SpacingSource
+    source: str
+    sop_instance_uid: str
+    series_instance_uid: str
+    study_instance_uid: str
+    sop_class_uid: str
+    modality: str
+    frame_index: int = 0
+    body_part: str | None = None
+    view_position: str | None = None
+    laterality: str | None = None
+    patient_id: str | None = None
+    patient_age_years: float | None = None
+    patient_sex: str | None = None
+    manufacturer: str | None = None
+    presentation_intent: str | None = None
+    transfer_syntax_uid: str | None = None
+    photometric_interpretation: str | None = None
+    bits_stored: int | None = None
+    applied: tuple[str, ...] = field(default_factory=tuple)
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        """(rows, cols) in pixels."""
+        return (int(self.image.shape[0]), int(self.image.shape[1]))
+
+    @property
+    def size_mm(self) -> tuple[float, float]:
+        """Physical size (height, width) in millimetres."""
+        return (self.shape[0] * self.pixel_spacing_mm[0], self.shape[1] * self.pixel_spacing_mm[1])
