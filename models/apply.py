@@ -1,0 +1,89 @@
+"""Reference use of a loaded model on one model-grid image: padding, tiling, calibration.
+
+``run_on_grid`` is what ``calcdx evaluate`` does per image and what an inference front end
+can call: it pads to a multiple of 32 (bottom/right, zeros), tiles images longer than
+``card.max_size_px`` (maps of overlapping tiles are merged by maximum, the image logit is
+re-pooled from the merged map), and applies the card's temperature.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+import torch
+from calcdx.datasets.transforms import pad_to_multiple, tiles
+from calcdx.models.card import ModelCard
+from calcdx.models.ood import ood_score
+from torch import nn
+
+PAD_MULTIPLE = 32
+
+
+class GridResult(NamedTuple):
+    """Calibrated outputs for one image on the model grid.
+
+    Attributes:
+        probabilities: [C] calibrated image-level probabilities (``sigmoid(logit / T)``).
+        logits: [C] uncalibrated image logits.
+        prob_maps: [C, h, w] ``sigmoid(map / T)`` per map cell, cropped to the image (cell
+            (i, j) covers grid pixels [i*stride, (i+1)*stride) x [j*stride, (j+1)*stride)).
+        features: [F] pooled embedding.
+        ood_distance: Mahalanobis distance (NaN when the card has no OOD statistics).
+        is_ood: distance above the card's threshold.
+    """
+
+    probabilities: np.ndarray
+    logits: np.ndarray
+    prob_maps: np.ndarray
+    features: np.ndarray
+    ood_distance: float
+    is_ood: bool
+
+
+def _sigmoid(x: np.ndarray) -> np.ndarray:
+    return np.asarray(1.0 / (1.0 + np.exp(-np.clip(x, -60, 60))), dtype=np.float32)
+
+
+@torch.no_grad()
+def run_on_grid(model: nn.Module, card: ModelCard, grid: np.ndarray, device: str | torch.device = "cpu"
+                ) -> GridResult:
+    """Run ``model`` on one model-grid image ``grid[h, w]`` (float32 in [0, 1])."""
+    model.eval()
+    stride = int(card.stride)
+    h, w = grid.shape
+    if max(h, w) <= card.max_size_px:
+        padded, _ = pad_to_multiple(grid, PAD_MULTIPLE)
+        out = model(torch.from_numpy(np.ascontiguousarray(padded, dtype=np.float32))[None, None].to(device))
+        maps = out.maps[0].float().cpu().numpy()
+        logits = out.logits[0].float().cpu().numpy()
+        features = out.features[0].float().cpu().numpy()
+    else:
+        size = card.max_size_px - card.max_size_px % PAD_MULTIPLE
+        hh, ww = h + (-h) % stride, w + (-w) % stride
+        maps = np.full((len(card.classes), hh // stride, ww // stride), -np.inf, dtype=np.float32)
+        feats = []
+        for r0, c0, r1, c1 in tiles((h, w), size, overlap=size // 8):
+            r0, c0 = r0 - r0 % stride, c0 - c0 % stride
+            tile, _ = pad_to_multiple(grid[r0:r1, c0:c1], PAD_MULTIPLE)
+            out = model(torch.from_numpy(np.ascontiguousarray(tile, dtype=np.float32))[None, None].to(device))
+            m = out.maps[0].float().cpu().numpy()
+            rr, cc = r0 // stride, c0 // stride
+            mh, mw = min(m.shape[1], maps.shape[1] - rr), min(m.shape[2], maps.shape[2] - cc)
+            view = maps[:, rr:rr + mh, cc:cc + mw]
+            np.maximum(view, m[:, :mh, :mw], out=view)
+            feats.append(out.features[0].float().cpu().numpy())
+        maps[~np.isfinite(maps)] = -30.0
+        pool = getattr(model, "pool", None)
+        if pool is not None and getattr(model, "pooling", "lse") != "attention":
+            logits = pool(torch.from_numpy(maps)[None])[0].numpy()
+        else:
+            logits = maps.reshape(maps.shape[0], -1).max(axis=1)
+        features = np.mean(feats, axis=0)
+    ch, cw = -(-h // stride), -(-w // stride)
+    t = float(card.temperature)
+    dist = float(ood_score(features, card.ood)[0])
+    thr = float(card.ood.get("threshold", np.inf)) if card.ood else np.inf
+    return GridResult(probabilities=_sigmoid(logits / t), logits=logits.astype(np.float32),
+                      prob_maps=_sigmoid(maps[:, :ch, :cw] / t), features=features.astype(np.float32),
+                      ood_distance=dist, is_ood=bool(np.isfinite(dist) and dist > thr))

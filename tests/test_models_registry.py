@@ -1,0 +1,73 @@
+"""Registry: every registered model builds and gives ModelOutput of the documented shapes."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from calcdx.models import ModelOutput, create_model, list_models
+
+from calcdx.errors import ConfigError
+
+
+@pytest.mark.parametrize("name", list_models())
+def test_every_registered_model_builds_and_runs(name: str) -> None:
+    torch.manual_seed(0)
+    model = create_model(name, num_classes=6)
+    model.eval()
+    with torch.no_grad():
+        out = model(torch.rand(2, 1, 64, 96))
+    assert isinstance(out, ModelOutput)
+    s = model.stride
+    assert s in (8, 16)
+    assert out.maps.shape == (2, 6, 64 // s, 96 // s)
+    assert out.logits.shape == (2, 6)
+    assert out.features.shape == (2, model.feature_dim)
+    assert torch.isfinite(out.logits).all()
+
+
+def test_stride_16_and_pooling_options() -> None:
+    x = torch.rand(1, 1, 64, 64)
+    for pooling in ("lse", "max", "attention"):
+        m = create_model("tiny", num_classes=3, output_stride=16, pooling=pooling).eval()
+        with torch.no_grad():
+            out = m(x)
+        assert out.maps.shape == (1, 3, 4, 4)
+        assert out.logits.shape == (1, 3)
+    # max pooling of the maps equals the image logit
+    m = create_model("tiny", pooling="max").eval()
+    with torch.no_grad():
+        out = m(x)
+    assert torch.allclose(out.logits, out.maps.flatten(2).amax(2))
+
+
+def test_lse_pooling_lies_between_mean_and_max() -> None:
+    m = create_model("tiny").eval()
+    with torch.no_grad():
+        out = m(torch.rand(2, 1, 64, 64))
+    flat = out.maps.flatten(2)
+    assert (out.logits <= flat.amax(2) + 1e-5).all()
+    assert (out.logits >= flat.mean(2) - 1e-5).all()
+
+
+def test_unknown_name_lists_close_matches() -> None:
+    with pytest.raises(ConfigError, match="resnet18"):
+        create_model("resnet81")
+    with pytest.raises(ConfigError, match="num_classes"):
+        create_model("tiny", num_classes=0)
+    with pytest.raises(ConfigError, match="output_stride"):
+        create_model("tiny", output_stride=4)
+
+
+def test_torchvision_backbone_is_adapted_to_one_channel(tmp_path) -> None:
+    import torchvision
+
+    tv = torchvision.models.resnet18(weights=None)
+    assert tv.conv1.in_channels == 3
+    # a local "pretrained" file (what a user with ImageNet weights would pass)
+    weights = tmp_path / "resnet18.pth"
+    torch.save(tv.state_dict(), weights)
+    model = create_model("resnet18", pretrained=str(weights))
+    first = model.backbone.stages[0][0]
+    assert first.in_channels == 1
+    expected = tv.conv1.weight.sum(dim=1, keepdim=True)
+    assert torch.allclose(first.weight, expected)

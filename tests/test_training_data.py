@@ -1,0 +1,91 @@
+"""Splits, augmentation and the manifest Dataset."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from calcdx.datasets.augment import apply_augment, build_augment
+from calcdx.datasets.manifest import ManifestRow, read_manifest
+from calcdx.datasets.splits import patient_folds, strata, train_val_split
+from calcdx.datasets.torch_dataset import ManifestDataset, pad_collate
+from models_fixtures import make_tiny_dataset
+
+from calcdx.errors import ConfigError
+from calcdx.taxonomy import PATTERNS
+
+
+def _rows(n: int = 120, seed: int = 0) -> list[ManifestRow]:
+    rng = np.random.default_rng(seed)
+    rows = []
+    for i in range(n):
+        labels = frozenset(p for p in PATTERNS if rng.random() < 0.15)
+        pid = f"P{rng.integers(0, 40)}"
+        rows.append(ManifestRow(path=Path(f"/x/{i}.dcm"), patient_id=pid, labels=labels))
+    return rows
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_folds_never_share_a_patient(seed: int) -> None:
+    rows = _rows(seed=seed)
+    folds = patient_folds(rows, n_splits=4, seed=seed)
+    assert set(folds.tolist()) == {0, 1, 2, 3}
+    by_patient: dict[str, set[int]] = {}
+    for r, f in zip(rows, folds, strict=True):
+        by_patient.setdefault(r.patient_id, set()).add(int(f))
+    assert all(len(s) == 1 for s in by_patient.values())
+    train, val = train_val_split(rows, 0.25, seed=seed)
+    assert not {rows[i].patient_id for i in train} & {rows[i].patient_id for i in val}
+    assert sorted(train + val) == list(range(len(rows)))
+
+
+def test_split_is_label_stratified() -> None:
+    rows = _rows(400, seed=3)
+    _, val = train_val_split(rows, 0.25, seed=0)
+    s = np.array(strata(rows))
+    for label in set(s.tolist()):
+        n = int((s == label).sum())
+        if n >= 30:
+            in_val = sum(s[i] == label for i in val)
+            assert 0.1 < in_val / n < 0.45, (label, in_val, n)
+    with pytest.raises(ConfigError):
+        train_val_split(rows, 0.9)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_augmentation_keeps_masks_aligned(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    img = (0.2 + 0.02 * rng.standard_normal((160, 160))).astype(np.float32)
+    masks = np.zeros((6, 160, 160), np.uint8)
+    masks[1, 60:66, 40:100] = 1
+    masks[3, 100:112, 100:112] = 1
+    img[masks.any(0) > 0] = 0.95
+    out, out_masks = apply_augment(build_augment("strong"), img, masks, seed=seed)
+    assert out.shape == img.shape and out_masks is not None and out_masks.shape == masks.shape
+    inside = out[out_masks.any(0) > 0]
+    outside = out[out_masks.any(0) == 0]
+    assert inside.size > 0
+    assert np.median(inside) > np.median(outside) + 0.3
+    # same seed -> same draw (resume and DDP rely on it)
+    again, again_masks = apply_augment(build_augment("strong"), img, masks, seed=seed)
+    assert np.array_equal(out, again) and np.array_equal(out_masks, again_masks)
+
+
+def test_dataset_crops_carry_mask_labels(tmp_path: Path) -> None:
+    manifest = make_tiny_dataset(tmp_path / "d", n=8, size=160)
+    rows = read_manifest(manifest)
+    ds = ManifestDataset(rows, 0.6, size_px=64, cache_dir=tmp_path / "cache", lesion_crop_p=1.0)
+    for i in range(len(ds)):
+        s = ds[i]
+        assert s["image"].shape == (1, 64, 64) and s["masks"].shape == (6, 64, 64)
+        for c in range(6):
+            if s["label_weight"][c] > 0 and s["labels"][c] > 0:
+                assert s["masks"][c].sum() > 0
+            if s["masks"][c].sum() == 0:
+                assert s["labels"][c] == 0
+    assert any((tmp_path / "cache").iterdir())
+    whole = ManifestDataset(rows, 0.6)
+    batch = pad_collate([whole[0], whole[1]])
+    assert batch["image"].shape[-1] % 32 == 0
+    assert batch["labels"].tolist()[0] == rows[0].label_vector()

@@ -1,0 +1,85 @@
+"""Metrics, temperature scaling and operating points on synthetic scores with known answers."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from calcdx.training.calibration import (
+    calibrate,
+    fit_temperature,
+    operating_points,
+    threshold_for_sensitivity,
+    threshold_for_specificity,
+)
+from calcdx.training.losses import balanced_pos_weight
+from calcdx.training.metrics import compute_metrics, expected_calibration_error, sens_spec, sigmoid
+from sklearn.metrics import roc_auc_score
+
+
+def _scores(n: int = 4000, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    y = (rng.random((n, 3)) < [0.2, 0.5, 0.05]).astype(float)
+    z = np.where(y > 0, 1.5, -1.5) + rng.standard_normal(y.shape)
+    return y, z
+
+
+def test_temperature_recovers_a_known_scale() -> None:
+    y, z = _scores()
+    # the true log-odds of this mixture are 3 z (+ prior): logits 3 z / T are calibrated at T = 1
+    t = fit_temperature(3 * z * 2.0, y)
+    assert t == pytest.approx(2.0, rel=0.1)
+
+
+def test_calibration_lowers_ece() -> None:
+    rng = np.random.default_rng(5)
+    true_logit = rng.normal(0.0, 2.0, size=(5000, 3))
+    y = (rng.random(true_logit.shape) < sigmoid(true_logit)).astype(float)
+    overconfident = 3 * true_logit
+    raw = expected_calibration_error(y, sigmoid(overconfident))
+    t, _ = calibrate(overconfident, y, ["a", "b", "c"])
+    assert t == pytest.approx(3.0, rel=0.1)
+    assert expected_calibration_error(y, sigmoid(overconfident / t)) < raw / 2
+
+
+def test_ece_of_perfectly_calibrated_scores_is_small() -> None:
+    rng = np.random.default_rng(1)
+    p = rng.random(200_000)
+    y = (rng.random(p.size) < p).astype(float)
+    assert expected_calibration_error(y, p) < 0.01
+    assert expected_calibration_error(y, np.clip(p + 0.2, 0, 1)) > 0.1
+
+
+def test_operating_points_reach_their_targets() -> None:
+    y, z = _scores(seed=2)
+    p = sigmoid(z)
+    ops = operating_points(y, p, ["a", "b", "c"], sensitivity=0.95, specificity=0.98)
+    for c, name in enumerate("abc"):
+        sens, _ = sens_spec(y[:, c], p[:, c], ops[name]["possible"])
+        _, spec = sens_spec(y[:, c], p[:, c], ops[name]["definite"])
+        assert sens >= 0.95
+        assert spec >= 0.98
+        assert ops[name]["definite"] >= ops[name]["possible"]
+    # exact on a tiny example: positives 0.2 0.4 0.6 0.8 -> keep 3 of 4 (75 %) at t = 0.4
+    assert threshold_for_sensitivity(np.array([1, 1, 1, 1]), np.array([0.2, 0.4, 0.6, 0.8]), 0.75) == 0.4
+    # negatives 0.1 0.2 0.3 0.9: 75 % specificity needs t > 0.3
+    t = threshold_for_specificity(np.array([0, 0, 0, 0]), np.array([0.1, 0.2, 0.3, 0.9]), 0.75)
+    assert 0.3 < t <= 0.9
+
+
+def test_compute_metrics_matches_sklearn_and_handles_single_class() -> None:
+    y, z = _scores(seed=3)
+    y[:, 2] = 0  # a class without positives
+    p = sigmoid(z)
+    m = compute_metrics(y, p, ["a", "b", "c"], {"a": {"possible": 0.3, "definite": 0.9}})
+    assert m["per_class"]["a"]["auroc"] == pytest.approx(roc_auc_score(y[:, 0], p[:, 0]))
+    assert np.isnan(m["per_class"]["c"]["auroc"])
+    assert m["macro_auroc"] == pytest.approx(np.mean([m["per_class"][k]["auroc"] for k in "ab"]))
+    assert m["brier"] == pytest.approx(np.mean((p - y) ** 2))
+    assert "possible_sensitivity" in m["per_class"]["a"]
+
+
+def test_balanced_pos_weight() -> None:
+    y = np.array([[1, 0], [0, 0], [0, 0], [0, 1]], float)
+    assert balanced_pos_weight(y).tolist() == [3.0, 3.0]
+    assert balanced_pos_weight(np.zeros((4, 2))).tolist() == [1.0, 1.0]
+    assert balanced_pos_weight(np.eye(100)[:, :1], cap=10).tolist() == [10.0]

@@ -1,0 +1,81 @@
+"""Calibration on the validation split: temperature scaling and the two operating points.
+
+* temperature T minimises the validation negative log-likelihood of sigmoid(logit / T)
+  (one T shared by all patterns; scipy bounded scalar minimisation);
+* "possible" threshold: the highest threshold keeping sensitivity >= the target (0.95);
+* "definite" threshold: the lowest threshold keeping specificity >= the target (0.98).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+from calcdx.training.metrics import sigmoid
+
+
+def _nll(logits: np.ndarray, labels: np.ndarray, t: float) -> float:
+    z = logits / t
+    # log(1 + exp(-|z|)) + max(z, 0) - y z
+    return float(np.mean(np.logaddexp(0.0, z) - labels * z))
+
+
+def fit_temperature(logits: np.ndarray, labels: np.ndarray,
+                    bounds: tuple[float, float] = (0.05, 20.0)) -> float:
+    """Temperature minimising the binary NLL of ``logits[N, C]`` against ``labels[N, C]``."""
+    from scipy.optimize import minimize_scalar
+
+    logits = np.asarray(logits, dtype=np.float64)
+    labels = np.asarray(labels, dtype=np.float64)
+    if logits.size == 0:
+        return 1.0
+    res = minimize_scalar(lambda lt: _nll(logits, labels, float(np.exp(lt))),
+                          bounds=(np.log(bounds[0]), np.log(bounds[1])), method="bounded")
+    return float(np.exp(res.x))
+
+
+def threshold_for_sensitivity(y: np.ndarray, p: np.ndarray, target: float) -> float:
+    """Largest threshold t with sensitivity(p >= t) >= target (0.5 if no positives)."""
+    y = np.asarray(y).astype(bool)
+    pos = np.sort(np.asarray(p, dtype=np.float64)[y])
+    if pos.size == 0:
+        return 0.5
+    k = int(np.floor((1.0 - target) * pos.size + 1e-9))  # positives we may miss
+    return float(pos[min(k, pos.size - 1)])
+
+
+def threshold_for_specificity(y: np.ndarray, p: np.ndarray, target: float) -> float:
+    """Smallest threshold t with specificity(p >= t) >= target (0.5 if no negatives)."""
+    y = np.asarray(y).astype(bool)
+    neg = np.sort(np.asarray(p, dtype=np.float64)[~y])
+    if neg.size == 0:
+        return 0.5
+    k = int(np.ceil(target * neg.size - 1e-9))  # negatives that must fall below t
+    if k <= 0:
+        return float(neg[0])
+    if k >= neg.size:
+        return float(min(1.0, np.nextafter(neg[-1], np.inf)))
+    return float(np.nextafter(neg[k - 1], np.inf)) if neg[k] == neg[k - 1] else float(neg[k])
+
+
+def operating_points(labels: np.ndarray, probs: np.ndarray, classes: Sequence[str], *,
+                     sensitivity: float = 0.95, specificity: float = 0.98) -> dict[str, dict[str, float]]:
+    """{class: {"possible": t_sens, "definite": t_spec}} on calibrated probabilities.
+
+    "definite" is never below "possible".
+    """
+    out: dict[str, dict[str, float]] = {}
+    for c, name in enumerate(classes):
+        possible = threshold_for_sensitivity(labels[:, c], probs[:, c], sensitivity)
+        definite = threshold_for_specificity(labels[:, c], probs[:, c], specificity)
+        out[name] = {"possible": possible, "definite": max(definite, possible)}
+    return out
+
+
+def calibrate(logits: np.ndarray, labels: np.ndarray, classes: Sequence[str], *, sensitivity: float = 0.95,
+              specificity: float = 0.98) -> tuple[float, dict[str, dict[str, float]]]:
+    """(temperature, thresholds) from validation logits and labels."""
+    t = fit_temperature(logits, labels)
+    probs = sigmoid(np.asarray(logits) / t)
+    return t, operating_points(np.asarray(labels), probs, classes, sensitivity=sensitivity,
+                               specificity=specificity)

@@ -1,0 +1,165 @@
+"""``calcdx evaluate``: a saved model on a manifest -> JSON report, ROC curves, reliability diagram.
+
+Probabilities are the model card's calibrated ones (``sigmoid(logit / temperature)``) and the
+operating points are the card's thresholds, i.e. exactly what ``calcdx predict`` reports.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from calcdx.datasets.manifest import ManifestRow, load_annotations, manifest_sha256, read_manifest
+from calcdx.datasets.torch_dataset import ManifestDataset
+from calcdx.models.card import json_clean
+from calcdx.models.checkpoint import load_checkpoint
+from calcdx.models.ood import ood_score
+from calcdx.training.loop import evaluate
+from calcdx.training.metrics import compute_metrics, reliability_curve, sigmoid
+from calcdx.training.trainer import _eval_loader
+
+from calcdx.taxonomy import PATTERNS
+
+logger = logging.getLogger(__name__)
+
+
+def _hard_negative_only(row: ManifestRow) -> bool:
+    """True when the image has no pattern label but its annotations list a look-alike."""
+    if row.labels or row.annotations is None:
+        return False
+    try:
+        lesions = load_annotations(row.annotations)
+    except Exception:  # an unreadable annotation file only removes the row from this count
+        return False
+    names = {p.value for p in PATTERNS}
+    return any(str(lesion.get("kind", "")) not in names for lesion in lesions)
+
+
+def _group_metrics(rows: Sequence[ManifestRow], labels: np.ndarray, probs: np.ndarray, classes: Sequence[str],
+                   column: str) -> dict[str, Any]:
+    values = [r.extras.get(column, "") for r in rows]
+    out: dict[str, Any] = {}
+    for v in sorted(set(values)):
+        sel = np.array([x == v for x in values])
+        m = compute_metrics(labels[sel], probs[sel], classes)
+        out[v or "(empty)"] = {"n_images": int(sel.sum()), "macro_auroc": m["macro_auroc"], "ece": m["ece"]}
+    return out
+
+
+def plot_roc(labels: np.ndarray, probs: np.ndarray, classes: Sequence[str], path: Path) -> None:
+    """One ROC curve per class in one PNG (matplotlib Agg)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from sklearn.metrics import roc_auc_score, roc_curve
+
+    fig, ax = plt.subplots(figsize=(6, 6), dpi=100)
+    for c, name in enumerate(classes):
+        y = labels[:, c]
+        if 0 < y.sum() < y.size:
+            fpr, tpr, _ = roc_curve(y, probs[:, c])
+            ax.plot(fpr, tpr, label=f"{name} (AUROC {roc_auc_score(y, probs[:, c]):.3f})")
+    ax.plot([0, 1], [0, 1], "k:", lw=0.8)
+    ax.set_xlabel("1 - specificity")
+    ax.set_ylabel("sensitivity")
+    ax.set_title("ROC per pattern")
+    ax.legend(loc="lower right", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def plot_reliability(labels: np.ndarray, probs: np.ndarray, path: Path, ece: float) -> None:
+    """Reliability diagram (pooled over patterns) in one PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    curve = reliability_curve(labels, probs)
+    fig, ax = plt.subplots(figsize=(5, 5), dpi=100)
+    ax.plot([0, 1], [0, 1], "k:", lw=0.8, label="perfect")
+    ax.plot(curve["mean_probability"], curve["frequency"], "o-", label=f"model (ECE {ece:.3f})")
+    ax.set_xlabel("predicted probability (calibrated)")
+    ax.set_ylabel("observed frequency")
+    ax.set_title("Reliability (all patterns)")
+    ax.legend(loc="upper left")
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def evaluate_model(model_dir: str | Path, manifest: str | Path, out_dir: str | Path, *,
+                   device: str = "cpu", cache_dir: str | Path | None = None, num_workers: int = 0,
+                   group_by: Sequence[str] = ()) -> dict[str, Any]:
+    """Evaluate a saved model on a manifest; write ``report.json``, ``predictions.csv``,
+    ``roc_curves.png`` and ``reliability.png`` into ``out_dir``.
+
+    Raises:
+        ModelIntegrityError: the model fails its checks.  ManifestError: bad manifest.
+    """
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    loaded = load_checkpoint(model_dir, device=device)
+    card = loaded.card
+    rows = read_manifest(manifest)
+    ds = ManifestDataset(rows, card.input_spacing_mm, size_px=None, use_masks=False, cache_dir=cache_dir)
+    res = evaluate(loaded.model, _eval_loader(ds, num_workers), device=torch.device(device))
+    labels = res.labels
+    probs = sigmoid(res.logits / card.temperature)
+    classes = list(card.classes)
+    metrics = compute_metrics(labels, probs, classes, card.thresholds)
+    dist = ood_score(res.features, card.ood)
+    thr = float(card.ood.get("threshold", np.inf)) if card.ood else float("inf")
+    hn = np.array([_hard_negative_only(r) for r in rows])
+    definite = _calls(probs, card, "definite")
+    possible = _calls(probs, card, "possible")
+    neg = labels.sum(axis=1) == 0
+    report: dict[str, Any] = {
+        "model": {"name": card.name, "version": card.version, "weights_sha256": card.weights_sha256},
+        "manifest": str(manifest),
+        "manifest_sha256": manifest_sha256(manifest),
+        "metrics": metrics,
+        "hard_negatives": {
+            "n_images": int(hn.sum()),
+            "any_definite_rate": float(definite[hn].any(axis=1).mean()) if hn.any() else None,
+            "any_possible_rate": float(possible[hn].any(axis=1).mean()) if hn.any() else None,
+        },
+        "negatives": {
+            "n_images": int(neg.sum()),
+            "any_definite_rate": float(definite[neg].any(axis=1).mean()) if neg.any() else None,
+        },
+        "ood": {
+            "threshold": thr if np.isfinite(thr) else None,
+            "mean_distance": float(np.nanmean(dist)) if np.isfinite(dist).any() else None,
+            "flagged_fraction": float((dist > thr).mean()) if np.isfinite(dist).any() else None,
+        },
+        "seconds": res.seconds,
+        "images_per_second": len(rows) / res.seconds if res.seconds > 0 else None,
+    }
+    if group_by:
+        report["groups"] = {col: _group_metrics(rows, labels, probs, classes, col) for col in group_by}
+    report = json_clean(report)
+    (out / "report.json").write_text(json.dumps(report, indent=1, allow_nan=False) + "\n")
+    with (out / "predictions.csv").open("w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["path", *[f"p_{c}" for c in classes], *[f"y_{c}" for c in classes], "ood_distance"])
+        for i, r in enumerate(rows):
+            w.writerow([str(r.path), *[f"{v:.5f}" for v in probs[i]], *[int(v) for v in labels[i]],
+                        f"{dist[i]:.3f}"])
+    plot_roc(labels, probs, classes, out / "roc_curves.png")
+    plot_reliability(labels, probs, out / "reliability.png", metrics["ece"])
+    return report
+
+
+def _calls(probs: np.ndarray, card: Any, operating_point: str) -> np.ndarray:
+    """Boolean [N, C]: calibrated probability at or above the card's threshold."""
+    thr = np.array([card.threshold(name, operating_point) for name in card.classes])
+    return probs >= thr[None, :]

@@ -1,0 +1,263 @@
+"""``fit(config)``: the whole training run, from manifest to a calibrated model directory.
+
+Steps: split by patient -> datasets and loaders -> network -> epochs (checkpoint every
+epoch, resume, early stopping on the validation score) -> best weights -> temperature and
+operating points on the validation split -> OOD statistics on training features -> model
+card -> ``run_dir/model/`` (``model.safetensors`` + ``model_card.json``).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from calcdx.datasets.augment import build_augment
+from calcdx.datasets.manifest import ManifestRow, manifest_sha256, read_manifest
+from calcdx.datasets.splits import train_val_split
+from calcdx.datasets.torch_dataset import ManifestDataset, pad_collate
+from calcdx.datasets.transforms import preprocessing_spec
+from calcdx.models import create_model
+from calcdx.models.card import ModelCard
+from calcdx.models.checkpoint import save_checkpoint
+from calcdx.models.ood import fit_ood
+from calcdx.training import ddp
+from calcdx.training.calibration import calibrate
+from calcdx.training.checkpointing import (
+    EarlyStopping,
+    load_run_state,
+    save_run_state,
+    seed_everything,
+)
+from calcdx.training.config import TrainConfig, config_to_dict, save_config
+from calcdx.training.loop import EvalResult, evaluate, train_one_epoch
+from calcdx.training.losses import CalcLoss, balanced_pos_weight
+from calcdx.training.metrics import compute_metrics, sigmoid
+from torch.utils.data import DataLoader, DistributedSampler, Subset
+
+from calcdx.errors import ConfigError
+from calcdx.taxonomy import PATTERNS
+
+logger = logging.getLogger(__name__)
+
+CLASSES: tuple[str, ...] = tuple(p.value for p in PATTERNS)
+OOD_MAX_IMAGES = 400
+
+
+@dataclass(frozen=True)
+class FitResult:
+    """Where the run wrote its outputs and what it measured."""
+
+    run_dir: Path
+    model_dir: Path | None
+    history: list[dict[str, Any]]
+    card: ModelCard | None
+
+
+def _rows(cfg: TrainConfig) -> tuple[list[ManifestRow], list[ManifestRow]]:
+    if not cfg.data.manifest:
+        raise ConfigError("data.manifest is required")
+    rows = read_manifest(cfg.data.manifest)
+    if cfg.data.val_manifest:
+        train, val = rows, read_manifest(cfg.data.val_manifest)
+    else:
+        tr_idx, va_idx = train_val_split(rows, cfg.data.val_fraction, seed=cfg.seed)
+        train, val = [rows[i] for i in tr_idx], [rows[i] for i in va_idx]
+        train_ids = {r.patient_id for r in train}
+        if train_ids & {r.patient_id for r in val}:
+            raise ConfigError("internal error: a patient is in both train and val")
+    if cfg.data.max_images:
+        train = train[: cfg.data.max_images]
+    return train, val
+
+
+def _lr_lambda(warmup: int, total: int) -> Any:
+    def f(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / max(warmup, 1)
+        progress = (step - warmup) / max(total - warmup, 1)
+        return 0.02 + 0.98 * 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))
+
+    return f
+
+
+def _eval_loader(ds: ManifestDataset | Subset[Any], workers: int) -> DataLoader[Any]:
+    return DataLoader(ds, batch_size=1, shuffle=False, num_workers=workers, collate_fn=pad_collate,
+                      persistent_workers=False)
+
+
+def _score(res: EvalResult, monitor: str) -> float:
+    if monitor == "val_loss":
+        return -res.loss
+    m = compute_metrics(res.labels, sigmoid(res.logits), CLASSES)
+    return float(m["macro_auroc"])
+
+
+def fit(cfg: TrainConfig, *, stop_after_epochs: int = 0) -> FitResult:
+    """Train, calibrate and save a model as ``cfg`` says; resumes from ``out_dir/last.pt``.
+
+    Args:
+        cfg: the resolved configuration.
+        stop_after_epochs: stop this process after so many epochs (simulates an
+            interruption; the next call resumes).  0 = run to the end.
+
+    Raises:
+        ConfigError / ManifestError: bad config or data.
+    """
+    info = ddp.init_distributed(cfg.device)
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    seed_everything(cfg.seed, cfg.deterministic)
+    run_dir = Path(cfg.out_dir)
+    if info.is_main:
+        save_config(cfg, run_dir / "config.yaml")
+    train_rows, val_rows = _rows(cfg)
+    if info.is_main:
+        (run_dir / "split.json").write_text(json.dumps({
+            "train": [str(r.path) for r in train_rows], "val": [str(r.path) for r in val_rows]}, indent=0))
+    cache = cfg.data.cache_dir or None
+    train_ds = ManifestDataset(train_rows, cfg.data.spacing_mm, size_px=cfg.data.input_size_px,
+                               augment=build_augment(cfg.data.augment), use_masks=cfg.data.use_masks,
+                               cache_dir=cache, seed=cfg.seed, lesion_crop_p=cfg.data.lesion_crop_p)
+    val_ds = ManifestDataset(val_rows, cfg.data.spacing_mm, size_px=None, augment=None,
+                             use_masks=cfg.data.use_masks, cache_dir=cache, seed=cfg.seed)
+    train_ds.preload(progress=cfg.progress and info.is_main)
+    if info.is_main:
+        val_ds.preload(progress=cfg.progress)
+    ddp.barrier(info)
+    if cfg.optim.batch_size % info.world_size:
+        raise ConfigError(f"optim.batch_size {cfg.optim.batch_size} not divisible by {info.world_size} ranks")
+    per_rank = cfg.optim.batch_size // info.world_size
+    sampler: DistributedSampler[Any] = DistributedSampler(train_ds, num_replicas=info.world_size,
+                                                          rank=info.rank, shuffle=True, seed=cfg.seed,
+                                                          drop_last=True)
+    loader = DataLoader(train_ds, batch_size=per_rank, sampler=sampler, num_workers=cfg.data.num_workers,
+                        collate_fn=pad_collate, drop_last=True)
+    steps_per_epoch = len(loader)
+    if cfg.optim.max_steps_per_epoch:
+        steps_per_epoch = min(steps_per_epoch, cfg.optim.max_steps_per_epoch)
+    if steps_per_epoch == 0:
+        raise ConfigError(f"no full batch: {len(train_ds)} training images, batch {cfg.optim.batch_size}")
+
+    model = create_model(cfg.model.architecture, num_classes=len(CLASSES),
+                         pretrained=cfg.model.pretrained or None, **cfg.model.kwargs).to(info.device)
+    labels = np.array([r.label_vector() for r in train_rows], dtype=np.float32)
+    pos_weight = (torch.from_numpy(balanced_pos_weight(labels, cfg.loss.max_pos_weight))
+                  if cfg.loss.class_weighting == "balanced" else None)
+    loss_fn = CalcLoss(pos_weight, cfg.loss.mask_weight if cfg.data.use_masks else 0.0,
+                       cfg.loss.mask_pos_weight).to(info.device)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.optim.lr, weight_decay=cfg.optim.weight_decay)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, _lr_lambda(cfg.optim.warmup_steps, cfg.optim.epochs * steps_per_epoch))
+    stopper = EarlyStopping(cfg.early_stopping_patience)
+    history: list[dict[str, Any]] = []
+    start_epoch = 0
+    state = load_run_state(run_dir)
+    if state is not None:
+        if state.get("config") != config_to_dict(cfg):
+            logger.warning("resuming %s with a changed config", run_dir)
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        torch.set_rng_state(state["rng_torch"])
+        start_epoch = int(state["epoch"]) + 1
+        stopper = EarlyStopping(cfg.early_stopping_patience, float(state["best"]), int(state["best_epoch"]),
+                                int(state["bad_epochs"]))
+        history = list(state["history"])
+        logger.info("resumed from epoch %d", start_epoch)
+    net = ddp.wrap_model(model, info)
+    best_path = run_dir / "best_state.pt"
+    stopped = stopper.should_stop
+    for epoch in range(start_epoch, cfg.optim.epochs):
+        if stopped:
+            break
+        sampler.set_epoch(epoch)
+        train_ds.set_epoch(epoch)
+        stats = train_one_epoch(net, loader, optimizer, loss_fn, device=info.device, epoch=epoch,
+                                scheduler=scheduler, amp=cfg.amp, grad_clip=cfg.optim.grad_clip,
+                                max_steps=cfg.optim.max_steps_per_epoch,
+                                progress=cfg.progress and info.is_main)
+        loss, bce, mask_loss = ddp.all_reduce_mean([stats.loss, stats.bce, stats.mask_loss], info)
+        record: dict[str, Any] = {"epoch": epoch, "loss": loss, "bce": bce,
+                                  "mask_loss": mask_loss, "seconds": stats.seconds,
+                                  "images_per_second": stats.images_per_second * info.world_size,
+                                  "lr": stats.lr}
+        if info.is_main:
+            res = evaluate(model, _eval_loader(val_ds, 0), device=info.device, loss_fn=loss_fn, amp=cfg.amp)
+            score = _score(res, cfg.monitor)
+            record.update(val_loss=res.loss, val_score=score, val_seconds=res.seconds)
+            if stopper.update(score, epoch):
+                torch.save(model.state_dict(), best_path)
+            logger.info("epoch %d: loss %.4f (bce %.4f, mask %.4f), val %s %.4f, %.1f img/s, %.0f s",
+                        epoch, loss, bce, mask_loss, cfg.monitor, score,
+                        record["images_per_second"], stats.seconds)
+            history.append(record)
+            save_run_state(run_dir, model=model, optimizer=optimizer, scheduler=scheduler, epoch=epoch,
+                           best=stopper.best, best_epoch=stopper.best_epoch, bad_epochs=stopper.bad_epochs,
+                           config=config_to_dict(cfg), history=history)
+            (run_dir / "history.json").write_text(json.dumps(history, indent=1))
+        stopped = ddp.broadcast_flag(stopper.should_stop, info)
+        interrupted = stop_after_epochs and epoch - start_epoch + 1 >= stop_after_epochs
+        if interrupted and epoch + 1 < cfg.optim.epochs:
+            ddp.barrier(info)
+            return FitResult(run_dir=run_dir, model_dir=None, history=history, card=None)
+    ddp.barrier(info)
+    card = None
+    model_dir = None
+    if info.is_main:
+        if best_path.is_file():
+            model.load_state_dict(torch.load(best_path, map_location=info.device, weights_only=True))
+        card = _finalise(cfg, model, val_ds, train_ds, info.device, history)
+        model_dir = run_dir / "model"
+        card = save_checkpoint(model_dir, model, card)
+    ddp.barrier(info)
+    ddp.shutdown(info)
+    return FitResult(run_dir=run_dir, model_dir=model_dir, history=history, card=card)
+
+
+def _finalise(cfg: TrainConfig, model: torch.nn.Module, val_ds: ManifestDataset, train_ds: ManifestDataset,
+              device: torch.device, history: list[dict[str, Any]]) -> ModelCard:
+    """Calibrate on val, fit OOD statistics on training images, build the card."""
+    t0 = time.perf_counter()
+    val = evaluate(model, _eval_loader(val_ds, 0), device=device)
+    if cfg.calibration.enabled:
+        temperature, thresholds = calibrate(val.logits, val.labels, CLASSES,
+                                            sensitivity=cfg.calibration.possible_sensitivity,
+                                            specificity=cfg.calibration.definite_specificity)
+    else:
+        temperature, thresholds = 1.0, {c: {"possible": 0.3, "definite": 0.7} for c in CLASSES}
+    val_metrics = compute_metrics(val.labels, sigmoid(val.logits / temperature), CLASSES, thresholds)
+    plain = ManifestDataset(train_ds.rows, cfg.data.spacing_mm, size_px=None, augment=None,
+                            use_masks=False, cache_dir=cfg.data.cache_dir or None, seed=cfg.seed)
+    n_ood = min(len(plain), OOD_MAX_IMAGES)
+    pick = np.random.default_rng(cfg.seed).choice(len(plain), size=n_ood, replace=False)
+    feats = evaluate(model, _eval_loader(Subset(plain, sorted(pick.tolist())), 0), device=device).features
+    ood = fit_ood(np.concatenate([feats, val.features]), percentile=cfg.calibration.ood_percentile)
+    logger.info("calibration T=%.3f, val macro AUROC %.4f, ECE %.4f (%.0f s)", temperature,
+                val_metrics["macro_auroc"], val_metrics["ece"], time.perf_counter() - t0)
+    epochs = [h for h in history if "seconds" in h]
+    kwargs = dict(cfg.model.kwargs)
+    return ModelCard(
+        name=cfg.name, version=cfg.version, architecture=cfg.model.architecture, classes=CLASSES,
+        architecture_kwargs=kwargs, input_spacing_mm=cfg.data.spacing_mm,
+        input_size_px=(cfg.data.input_size_px, cfg.data.input_size_px),
+        stride=int(getattr(model, "stride", 8)), preprocessing=preprocessing_spec(cfg.data.spacing_mm),
+        temperature=temperature, thresholds=thresholds,
+        metrics={"validation": val_metrics},
+        training_data={
+            "manifest": str(cfg.data.manifest),
+            "manifest_sha256": manifest_sha256(cfg.data.manifest),
+            "n_images": len(train_ds), "n_val_images": len(val_ds),
+            "n_patients": len({r.patient_id for r in train_ds.rows}),
+            "epochs_run": len(epochs),
+            "mean_epoch_seconds": float(np.mean([h["seconds"] for h in epochs])) if epochs else None,
+            "config": config_to_dict(cfg),
+        },
+        ood=ood,
+    )
