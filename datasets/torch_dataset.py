@@ -199,15 +199,35 @@ class ManifestDataset(Dataset[dict[str, Any]]):
         image16, masks = self._memory[index]
         return image16.astype(np.float32), masks
 
-    def preload(self, progress: bool = False) -> None:
-        """Preprocess every row now (before worker processes fork, so they share the arrays)."""
-        items = range(len(self.rows))
+    def preload(self, progress: bool = False, workers: int = 0) -> None:
+        """Preprocess every row now (before DataLoader workers fork, so they share the arrays).
+
+        ``workers`` > 1 decodes and resamples in that many processes.
+        """
+        todo = [i for i in range(len(self.rows)) if i not in self._memory]
+        bar = None
         if progress:
             from tqdm import tqdm
 
-            items = tqdm(items, desc="preprocess", leave=False, dynamic_ncols=True)
-        for i in items:
-            self.load(i)
+            bar = tqdm(total=len(todo), desc="preprocess", leave=False, dynamic_ncols=True)
+        if workers > 1 and len(todo) > 1:
+            from concurrent.futures import ProcessPoolExecutor
+
+            with ProcessPoolExecutor(workers) as pool:
+                futures = {i: pool.submit(preprocess, self.rows[i], self.spacing_mm, self.use_masks,
+                                          self.cache_dir) for i in todo}
+                for i, fut in futures.items():
+                    image, masks = fut.result()
+                    self._memory[i] = (image.astype(np.float16), masks)
+                    if bar is not None:
+                        bar.update(1)
+        else:
+            for i in todo:
+                self.load(i)
+                if bar is not None:
+                    bar.update(1)
+        if bar is not None:
+            bar.close()
 
     def __getitem__(self, index: int) -> dict[str, Any]:
         row = self.rows[index]

@@ -168,6 +168,11 @@ class CalcNet(nn.Module):
         self.classifier = nn.Conv2d(d, num_classes, 1)
         nn.init.constant_(self.classifier.bias, math.log(prior / (1 - prior)))
         self.attention = nn.Conv2d(d, num_classes, 1) if pooling == "attention" else None
+        for m in self.modules():
+            # torchvision's MobileNet/EfficientNet use momentum 0.01: from scratch and on short CPU
+            # schedules the running statistics then lag far behind and eval mode breaks
+            if isinstance(m, nn.modules.batchnorm._BatchNorm):
+                m.momentum = 0.1
 
     def forward(self, x: Tensor) -> ModelOutput:
         """``x: Tensor[B, 1, H, W]`` model-grid image in [0, 1] -> ``ModelOutput``."""
@@ -189,7 +194,8 @@ class CalcNet(nn.Module):
             weights = torch.softmax(self.attention(hidden).flatten(2), dim=2)
             return (weights * flat).sum(dim=2)
         r = self.lse_r
-        return (torch.logsumexp(r * flat, dim=2) - math.log(flat.shape[2])) / r
+        n_cells = torch.ones_like(flat).sum(dim=2)  # a tensor, so traced exports stay size-generic
+        return (torch.logsumexp(r * flat, dim=2) - torch.log(n_cells)) / r
 
 
 def _with_local_weights(model: nn.Module, pretrained: str | Path | None) -> nn.Module:

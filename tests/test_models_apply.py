@@ -27,3 +27,18 @@ def test_run_on_grid_whole_and_tiled_agree_on_shapes_and_calibration() -> None:
     assert tiled.prob_maps.shape == whole.prob_maps.shape
     # with max pooling the image probability is the top map cell
     assert np.allclose(tiled.probabilities, tiled.prob_maps.reshape(6, -1).max(1), atol=1e-5)
+
+
+def test_torchscript_export_matches_and_stays_size_generic(tmp_path) -> None:
+    from calcdx.models.checkpoint import load_checkpoint, save_checkpoint
+    from calcdx.models.export import export_model
+
+    card = ModelCard(name="t", version="0", architecture="tiny")
+    save_checkpoint(tmp_path / "m", create_model("tiny"), card)
+    path = export_model(tmp_path / "m", tmp_path / "m.pt", example_size=(64, 64))
+    assert path.with_suffix(".card.json").is_file()
+    scripted = torch.jit.load(str(path))
+    model = load_checkpoint(tmp_path / "m").model
+    x = torch.rand(1, 1, 96, 128)  # not the example size
+    with torch.no_grad():
+        assert torch.allclose(scripted(x)[1], model(x).logits, atol=1e-5)

@@ -104,7 +104,9 @@ def test_cli_train_and_evaluate(tmp_path: Path, tiny_manifest: Path,
     model_dir = tmp_path / "cli" / "model"
     assert yaml.safe_load((tmp_path / "cli" / "config.yaml").read_text())["optim"]["lr"] == 0.002
     out = tmp_path / "eval"
-    assert cli_main(["-q", "evaluate", str(model_dir), str(tiny_manifest), "--out", str(out)]) == 0
+    assert cli_main(["-q", "evaluate", str(model_dir), str(tiny_manifest), "--out", str(out),
+                     "--attach", "test"]) == 0
+    assert load_checkpoint(model_dir).card.metrics["test"]["n_images"] == 32
     report = json.loads((out / "report.json").read_text())
     assert report["metrics"]["n_images"] == 32
     assert set(report["metrics"]["per_class"]) == set(load_checkpoint(model_dir).card.classes)

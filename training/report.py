@@ -163,3 +163,28 @@ def _calls(probs: np.ndarray, card: Any, operating_point: str) -> np.ndarray:
     """Boolean [N, C]: calibrated probability at or above the card's threshold."""
     thr = np.array([card.threshold(name, operating_point) for name in card.classes])
     return probs >= thr[None, :]
+
+
+def attach_to_card(model_dir: str | Path, key: str, report: dict[str, Any]) -> None:
+    """Store a report's metrics (and its manifest hash) in the model card under ``metrics[key]``.
+
+    The weights are untouched; the card is re-validated and rewritten atomically.
+
+    Raises:
+        ModelIntegrityError: the model directory fails its checks.
+    """
+    from calcdx.models.card import ModelCard
+
+    model_dir = Path(model_dir)
+    load_checkpoint(model_dir)  # verify before touching the card
+    card_path = model_dir / "model_card.json"
+    card = ModelCard.from_json(card_path)
+    entry = dict(report["metrics"])
+    entry["manifest_sha256"] = report["manifest_sha256"]
+    entry["hard_negatives"] = report["hard_negatives"]
+    entry["ood"] = report["ood"]
+    metrics = dict(card.metrics)
+    metrics[key] = entry
+    tmp = card_path.with_suffix(".tmp")
+    card.with_updates(metrics=metrics).to_json(tmp)
+    tmp.replace(card_path)

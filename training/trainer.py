@@ -127,9 +127,10 @@ def fit(cfg: TrainConfig, *, stop_after_epochs: int = 0) -> FitResult:
                                cache_dir=cache, seed=cfg.seed, lesion_crop_p=cfg.data.lesion_crop_p)
     val_ds = ManifestDataset(val_rows, cfg.data.spacing_mm, size_px=None, augment=None,
                              use_masks=cfg.data.use_masks, cache_dir=cache, seed=cfg.seed)
-    train_ds.preload(progress=cfg.progress and info.is_main)
+    prep_workers = max(cfg.data.num_workers, 1) if info.world_size == 1 else 0
+    train_ds.preload(progress=cfg.progress and info.is_main, workers=prep_workers)
     if info.is_main:
-        val_ds.preload(progress=cfg.progress)
+        val_ds.preload(progress=cfg.progress, workers=prep_workers)
     ddp.barrier(info)
     if cfg.optim.batch_size % info.world_size:
         raise ConfigError(f"optim.batch_size {cfg.optim.batch_size} not divisible by {info.world_size} ranks")

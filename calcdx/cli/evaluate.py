@@ -22,12 +22,14 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--workers", type=int, default=0, help="DataLoader worker processes")
     parser.add_argument("--group-by", action="append", default=[], metavar="COLUMN",
                         help="also report metrics per value of a manifest column (repeatable)")
+    parser.add_argument("--attach", metavar="KEY", default=None,
+                        help="also store the metrics in the model card under metrics[KEY] (e.g. test)")
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     from calcdx.models import shipped_model_dir
-    from calcdx.training.report import evaluate_model
+    from calcdx.training.report import attach_to_card, evaluate_model
 
     model_dir = shipped_model_dir() if args.model_dir == "shipped" else args.model_dir
     report = evaluate_model(model_dir, args.manifest, args.out, device=args.device, cache_dir=args.cache_dir,
@@ -40,4 +42,7 @@ def run(args: argparse.Namespace) -> int:
                "ood_flagged_fraction": report["ood"]["flagged_fraction"]}
     print(json.dumps(summary, indent=1))
     print(f"report written to {args.out}")
+    if args.attach:
+        attach_to_card(model_dir, args.attach, report)
+        print(f"metrics stored in {model_dir}/model_card.json under metrics[{args.attach!r}]")
     return 0

@@ -1,0 +1,172 @@
+"""Study discovery: files, folders, DICOMDIRs and list files -> studies of ordered instances.
+
+Only headers are read (no pixel data).  Files that are not DICOM, or DICOMDIR entries
+pointing outside the DICOMDIR's root, are skipped and reported with their error; the
+rest is grouped by StudyInstanceUID, with series and instances in a stable order
+(SeriesNumber, InstanceNumber, then path).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from pydicom.fileset import FileSet
+
+from calcdx.datasets.reader import header_only, open_dicom
+from calcdx.errors import CalcdxError, InputError, NotDicomError
+
+logger = logging.getLogger(__name__)
+
+LIST_FILE_SUFFIXES = (".txt", ".lst", ".list")
+MEDIA_STORAGE_DIRECTORY = "1.2.840.10008.1.3.10"
+
+
+@dataclass(frozen=True, slots=True)
+class Instance:
+    """One DICOM file of a study (header facts only)."""
+
+    path: Path
+    sop_instance_uid: str
+    series_instance_uid: str
+    series_number: int
+    instance_number: int
+    modality: str
+
+
+@dataclass(slots=True)
+class Study:
+    """The instances of one StudyInstanceUID, ordered."""
+
+    study_uid: str
+    instances: list[Instance] = field(default_factory=list)
+    patient_id: str | None = None
+
+    @property
+    def paths(self) -> list[Path]:
+        return [i.path for i in self.instances]
+
+
+@dataclass(slots=True)
+class DiscoveryResult:
+    studies: list[Study]
+    skipped: list[tuple[Path, CalcdxError]]
+
+    @property
+    def n_instances(self) -> int:
+        return sum(len(s.instances) for s in self.studies)
+
+
+def _int(value: object, default: int = 0) -> int:
+    try:
+        return int(value)  # type: ignore[call-overload]
+    except (TypeError, ValueError):
+        return default
+
+
+def _walk(root: Path) -> Iterator[Path]:
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        for name in sorted(filenames):
+            if not name.startswith("."):
+                yield Path(dirpath) / name
+
+
+def _dicomdir_files(path: Path, skipped: list[tuple[Path, CalcdxError]]) -> list[Path]:
+    root = path.parent.resolve()
+    try:
+        fileset = FileSet(open_dicom(path))
+    except CalcdxError as exc:
+        skipped.append((path, exc))
+        return []
+    except Exception as exc:
+        skipped.append((path, InputError(f"DICOMDIR cannot be read ({exc})", path=path)))
+        return []
+    files: list[Path] = []
+    for instance in fileset:
+        try:
+            target = Path(instance.path).resolve()
+        except (OSError, ValueError) as exc:
+            skipped.append((path, InputError(f"DICOMDIR entry unusable ({exc})", path=path)))
+            continue
+        if not target.is_relative_to(root):
+            skipped.append((target, InputError("DICOMDIR entry points outside the DICOMDIR's folder; skipped",
+                                               path=target)))
+            continue
+        files.append(target)
+    return files
+
+
+def _expand(paths: Sequence[str | os.PathLike[str]], skipped: list[tuple[Path, CalcdxError]],
+            depth: int = 0) -> list[Path]:
+    files: list[Path] = []
+    for raw in paths:
+        path = Path(raw)
+        if path.is_dir():
+            dicomdir = path / "DICOMDIR"
+            if dicomdir.is_file():
+                files.extend(_dicomdir_files(dicomdir, skipped))
+            else:
+                files.extend(_walk(path))
+        elif path.is_file() and path.name.upper() == "DICOMDIR":
+            files.extend(_dicomdir_files(path, skipped))
+        elif path.is_file() and path.suffix.lower() in LIST_FILE_SUFFIXES and depth == 0:
+            lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
+            entries = [ln.strip() for ln in lines if ln.strip() and not ln.strip().startswith("#")]
+            files.extend(_expand([p if Path(p).is_absolute() else path.parent / p for p in entries],
+                                 skipped, depth + 1))
+        elif path.is_file():
+            files.append(path)
+        else:
+            skipped.append((path, NotDicomError("no such file or folder", path=path)))
+    return files
+
+
+def discover(paths: Sequence[str | os.PathLike[str]]) -> DiscoveryResult:
+    """Find the DICOM instances under ``paths`` and group them into studies.
+
+    Args:
+        paths: files, folders (recursive; a folder holding a DICOMDIR is read through it),
+            DICOMDIR files, and list files (``.txt``/``.lst``: one path per line, relative
+            to the list file, ``#`` comments).
+
+    Returns:
+        studies in order of first appearance, and the skipped paths with their errors.
+    """
+    skipped: list[tuple[Path, CalcdxError]] = []
+    seen: set[Path] = set()
+    studies: dict[str, Study] = {}
+    for path in _expand(paths, skipped):
+        key = path.resolve()
+        if key in seen:
+            continue
+        seen.add(key)
+        if path.name.upper() == "DICOMDIR":
+            continue
+        try:
+            ds = header_only(path)
+        except CalcdxError as exc:
+            skipped.append((path, exc))
+            continue
+        if str(ds.get("SOPClassUID", "")) == MEDIA_STORAGE_DIRECTORY:
+            continue
+        study_uid = str(ds.get("StudyInstanceUID", "") or "") or f"no-study-uid:{path.parent}"
+        study = studies.setdefault(study_uid, Study(study_uid, patient_id=str(ds.get("PatientID", "")) or None))
+        study.instances.append(
+            Instance(
+                path=path,
+                sop_instance_uid=str(ds.get("SOPInstanceUID", "") or ""),
+                series_instance_uid=str(ds.get("SeriesInstanceUID", "") or ""),
+                series_number=_int(ds.get("SeriesNumber")),
+                instance_number=_int(ds.get("InstanceNumber")),
+                modality=str(ds.get("Modality", "") or ""),
+            )
+        )
+    for study in studies.values():
+        study.instances.sort(key=lambda i: (i.series_number, i.series_instance_uid, i.instance_number, str(i.path)))
+    if skipped:
+        logger.info("discovery skipped %d path(s)", len(skipped))
+    return DiscoveryResult(studies=list(studies.values()), skipped=skipped)
