@@ -23,12 +23,12 @@ from typing import Any
 
 import numpy as np
 import torch
+from torch.utils.data import Dataset
+
 from calcdx.datasets.augment import apply_augment
 from calcdx.datasets.manifest import ManifestRow, load_annotations
 from calcdx.datasets.radiograph import Radiograph
 from calcdx.datasets.transforms import grid_shape, resample_mask, to_model_grid
-from torch.utils.data import Dataset
-
 from calcdx.errors import ManifestError
 from calcdx.taxonomy import PATTERNS
 
@@ -39,34 +39,14 @@ MIN_KEEP_PIXELS = 6
 
 
 def read_image(path: Path) -> Radiograph:
-    """Read a radiograph with the calcdx reader (plain pydicom while the reader is absent)."""
-    try:
-        from calcdx.datasets.reader import read_radiograph
-    except ImportError:
-        return _read_with_pydicom(path)
+    """Read a radiograph with the calcdx reader (``calcdx.datasets.reader.read_radiograph``).
+
+    Raises:
+        InputError: a subclass naming the file and why it cannot be used.
+    """
+    from calcdx.datasets.reader import read_radiograph
+
     return read_radiograph(path)
-
-
-def _read_with_pydicom(path: Path) -> Radiograph:
-    import pydicom
-    from calcdx.datasets.radiograph import SpacingSource
-    from pydicom.pixels import apply_modality_lut, apply_voi_lut
-
-    ds = pydicom.dcmread(path)
-    arr = apply_modality_lut(ds.pixel_array, ds).astype(np.float32)
-    if "WindowCenter" in ds or "VOILUTSequence" in ds:
-        arr = apply_voi_lut(arr, ds).astype(np.float32)
-    lo, hi = float(arr.min()), float(arr.max())
-    arr = (arr - lo) / (hi - lo) if hi > lo else np.zeros_like(arr)
-    if str(ds.get("PhotometricInterpretation", "")) == "MONOCHROME1":
-        arr = 1.0 - arr
-    spacing = ds.get("PixelSpacing") or ds.get("ImagerPixelSpacing") or (0.15, 0.15)
-    return Radiograph(image=arr, pixel_spacing_mm=(float(spacing[0]), float(spacing[1])),
-                      spacing_source=SpacingSource.PIXEL_SPACING, source=str(path),
-                      sop_instance_uid=str(ds.get("SOPInstanceUID", "")),
-                      series_instance_uid=str(ds.get("SeriesInstanceUID", "")),
-                      study_instance_uid=str(ds.get("StudyInstanceUID", "")),
-                      sop_class_uid=str(ds.get("SOPClassUID", "")), modality=str(ds.get("Modality", "")))
 
 
 def _class_masks(row: ManifestRow, image_shape: tuple[int, int],

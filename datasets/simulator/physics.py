@@ -1,0 +1,104 @@
+"""The imaging chain: material path lengths -> detector signal -> processed image.
+
+Polychromatic Beer-Lambert over 5 keV bins -> detector absorption (CsI for DR, BaFBr for
+CR) with energy weighting -> heel effect -> scatter (scatter-to-primary ratio, broad
+kernel, reduced by a grid) -> Poisson quantum noise at the chosen dose -> detector blur
+-> electronic noise -> log transform and a vendor-like processing style -> collimation
+and grid lines.  All parameters come from ``Acquisition`` and are logged per image.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+from scipy.ndimage import gaussian_filter, zoom
+
+from calcdx.datasets.simulator.materials import ENERGIES_KEV, Material, attenuation_table
+from calcdx.datasets.simulator.spectrum import detector_efficiency, fluence
+
+QUANTA_PER_MM2_PER_UGY = 18_000.0
+"""About 400 photons per 150 um pixel per uGy (SIMULATOR-NOTES: 320-500)."""
+
+
+@dataclass(frozen=True)
+class Acquisition:
+    """Nuisance parameters of one exposure (drawn independently of the labels)."""
+
+    kvp: float
+    dose_ugy: float
+    detector: str  # "DR" or "CR"
+    scatter_to_primary: float
+    grid: bool
+    blur_mm: float
+    electronic_noise: float
+    heel_strength: float
+    heel_axis: str  # "rows" or "cols"
+    processing: str  # "log", "unsharp", "equalised", "raw"
+    gamma: float
+    collimation_mm: float
+    grid_line_amplitude: float
+
+    def as_dict(self) -> dict[str, object]:
+        return asdict(self)
+
+
+def expose(maps: dict[Material, np.ndarray], spacing_mm: float, acq: Acquisition,
+           rng: np.random.Generator) -> np.ndarray:
+    """Detected energy per pixel (arbitrary units, float32), noise included."""
+    materials = [m for m in maps if m is not Material.AIR]
+    mu = attenuation_table(materials)  # (E, M)
+    spectrum = fluence(acq.kvp) * detector_efficiency(acq.detector) * ENERGIES_KEV
+    weights = spectrum / spectrum.sum()
+    shape = next(iter(maps.values())).shape
+    stack = np.stack([maps[m] for m in materials], axis=0).reshape(len(materials), -1)
+    line = mu @ stack  # (E, P) line integrals
+    np.exp(-line, out=line)
+    primary = (weights @ line).reshape(shape).astype(np.float32)
+    # heel effect: fluence falls toward the anode side
+    axis = 0 if acq.heel_axis == "rows" else 1
+    n = shape[axis]
+    ramp = 1.0 - acq.heel_strength * np.linspace(0.0, 1.0, n, dtype=np.float32) ** 1.5
+    primary *= ramp[:, None] if axis == 0 else ramp[None, :]
+    # scatter: a broad, smooth veil proportional to the local primary behind the patient
+    patient = sum(maps[m] for m in materials)
+    spr = acq.scatter_to_primary * (0.25 if acq.grid else 1.0)
+    sigma = 25.0 / spacing_mm
+    small = zoom(primary * (patient > 1.0), 1 / 8, order=1)
+    veil = zoom(gaussian_filter(small, sigma / 8), (shape[0] / small.shape[0], shape[1] / small.shape[1]), order=1)
+    veil = veil[: shape[0], : shape[1]]
+    if veil.shape != shape:
+        veil = np.pad(veil, [(0, shape[0] - veil.shape[0]), (0, shape[1] - veil.shape[1])], mode="edge")
+    signal = primary + spr * veil * float(np.mean(primary[patient > 1.0])) / max(float(veil.mean()), 1e-6) * 0.5 \
+        if np.any(patient > 1.0) else primary
+    # quantum noise: expected quanta per pixel at this dose and pixel area
+    quanta = acq.dose_ugy * QUANTA_PER_MM2_PER_UGY * spacing_mm * spacing_mm
+    counts = rng.poisson(np.clip(signal, 1e-6, None) * quanta).astype(np.float32) / quanta
+    blurred = gaussian_filter(counts, acq.blur_mm / spacing_mm) if acq.blur_mm / spacing_mm > 0.3 else counts
+    blurred += rng.normal(0.0, acq.electronic_noise, size=shape).astype(np.float32)
+    return np.clip(blurred, 1e-4, None)
+
+
+def process(detected: np.ndarray, spacing_mm: float, acq: Acquisition) -> np.ndarray:
+    """Detected signal -> display image in [0, 1], bright = dense (log, then a vendor style)."""
+    attenuation = -np.log(detected)
+    lo, hi = np.percentile(attenuation, [0.5, 99.8])
+    img = np.clip((attenuation - lo) / max(hi - lo, 1e-6), 0.0, 1.0)
+    if acq.processing == "unsharp":
+        base = gaussian_filter(img, 4.0 / spacing_mm)
+        img = np.clip(img + 0.6 * (img - base), 0.0, 1.0)
+    elif acq.processing == "equalised":
+        base = gaussian_filter(img, 25.0 / spacing_mm)
+        img = np.clip(0.55 * img + 0.45 * (img - base + 0.5), 0.0, 1.0)
+    elif acq.processing == "raw":
+        img = np.clip(attenuation / max(float(np.percentile(attenuation, 99.9)), 1e-6), 0.0, 1.0)
+    img = img ** acq.gamma
+    if acq.grid and acq.grid_line_amplitude > 0:
+        cols = np.arange(img.shape[1], dtype=np.float32) * spacing_mm
+        img = img * (1.0 + acq.grid_line_amplitude * np.sin(2 * np.pi * cols / 0.25 * 0.93))[None, :]
+    if acq.collimation_mm > 0:
+        edge = int(acq.collimation_mm / spacing_mm)
+        if edge > 0:
+            img[:edge, :] = img[:edge, :] * 0.15 + 0.8
+            img[-edge:, :] = img[-edge:, :] * 0.15 + 0.8
+    return np.clip(img, 0.0, 1.0).astype(np.float32)
