@@ -75,9 +75,9 @@ def make_proxy(out: Path, n: int, seed: int) -> Path:
     from scipy.ndimage import gaussian_filter
 
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-    from calcdx.datasets.manifest import ManifestRow, write_manifest
     from models_fixtures import write_dx
 
+    from calcdx.datasets.manifest import ManifestRow, write_manifest
     from calcdx.taxonomy import PATTERNS, Pattern
 
     out.mkdir(parents=True, exist_ok=True)

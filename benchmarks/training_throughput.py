@@ -45,13 +45,14 @@ def synthetic(arch: str, size: int, batch: int, steps: int, threads: int) -> flo
 
 
 def real(manifest: str, arch: str, size: int, batch: int, images: int, spacing: float, threads: int) -> None:
+    from torch.utils.data import DataLoader
+
     from calcdx.datasets.augment import build_augment
     from calcdx.datasets.manifest import read_manifest
     from calcdx.datasets.torch_dataset import ManifestDataset, pad_collate
     from calcdx.models import create_model
     from calcdx.training.loop import train_one_epoch
     from calcdx.training.losses import CalcLoss
-    from torch.utils.data import DataLoader
 
     torch.set_num_threads(threads)
     rows = read_manifest(manifest)[:images]
@@ -70,14 +71,14 @@ def real(manifest: str, arch: str, size: int, batch: int, images: int, spacing: 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--arch", nargs="+", default=["resnet18"])
-    p.add_argument("--size", nargs="+", type=int, default=[256])
+    p.add_argument("--arch", nargs="+", default=["mobilenet_v3_small"])
+    p.add_argument("--size", nargs="+", type=int, default=[320])
     p.add_argument("--batch", type=int, default=16)
     p.add_argument("--steps", type=int, default=3)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--manifest", default=None)
     p.add_argument("--images", type=int, default=128)
-    p.add_argument("--spacing", type=float, default=0.5)
+    p.add_argument("--spacing", type=float, default=0.4)
     p.add_argument("--epoch-images", type=int, default=2000, help="epoch size for the s/epoch estimate")
     a = p.parse_args()
     print(f"torch {torch.__version__}, {a.threads} threads, batch {a.batch}")

@@ -22,6 +22,10 @@ from calcdx.errors import CalcdxError, InputError, NotDicomError
 logger = logging.getLogger(__name__)
 
 LIST_FILE_SUFFIXES = (".txt", ".lst", ".list")
+SIDECAR_SUFFIXES = frozenset({".json", ".npz", ".npy", ".csv", ".png", ".jpg", ".jpeg", ".md", ".yaml", ".yml",
+                              ".py", ".txt", ".log", ".pdf", ".zip"})
+"""In folder walks these are never DICOM (annotations, masks, manifests): passed over silently.
+Named explicitly on the command line they are still tried, and refused with a reason."""
 MEDIA_STORAGE_DIRECTORY = "1.2.840.10008.1.3.10"
 
 
@@ -71,7 +75,7 @@ def _walk(root: Path) -> Iterator[Path]:
     for dirpath, dirnames, filenames in os.walk(root):
         dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
         for name in sorted(filenames):
-            if not name.startswith("."):
+            if not name.startswith(".") and Path(name).suffix.lower() not in SIDECAR_SUFFIXES:
                 yield Path(dirpath) / name
 
 

@@ -10,8 +10,8 @@ from collections import Counter
 from collections.abc import Sequence
 
 import numpy as np
-from calcdx.datasets.manifest import ManifestRow
 
+from calcdx.datasets.manifest import ManifestRow
 from calcdx.errors import ConfigError
 from calcdx.taxonomy import PATTERNS
 

@@ -12,8 +12,8 @@ from typing import Any
 
 import cv2
 import numpy as np
-from calcdx.datasets.radiograph import Radiograph
 
+from calcdx.datasets.radiograph import Radiograph
 from calcdx.errors import ConfigError
 
 DEFAULT_PERCENTILES: tuple[float, float] = (0.5, 99.5)
@@ -41,10 +41,8 @@ def resample(image: np.ndarray, shape: tuple[int, int], *, nearest: bool = False
     h, w = image.shape[:2]
     if (h, w) == tuple(shape):
         return image.copy()
-    if nearest:
-        interp = cv2.INTER_NEAREST
-    else:
-        interp = cv2.INTER_AREA if shape[0] * shape[1] < h * w else cv2.INTER_LINEAR
+    shrink = shape[0] * shape[1] < h * w
+    interp = cv2.INTER_NEAREST if nearest else (cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)
     return cv2.resize(image, (int(shape[1]), int(shape[0])), interpolation=interp)
 
 

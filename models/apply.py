@@ -12,10 +12,11 @@ from typing import NamedTuple
 
 import numpy as np
 import torch
+from torch import nn
+
 from calcdx.datasets.transforms import pad_to_multiple, tiles
 from calcdx.models.card import ModelCard
 from calcdx.models.ood import ood_score
-from torch import nn
 
 PAD_MULTIPLE = 32
 

@@ -12,11 +12,11 @@ from pathlib import Path
 from typing import NamedTuple
 
 import torch
-from calcdx.models.card import ModelCard
-from calcdx.models.registry import create_model
 from torch import nn
 
 from calcdx.errors import ModelIntegrityError
+from calcdx.models.card import ModelCard
+from calcdx.models.registry import create_model
 
 logger = logging.getLogger(__name__)
 

@@ -13,10 +13,10 @@ import warnings
 from pathlib import Path
 
 import torch
-from calcdx.models.checkpoint import CARD_NAME, load_checkpoint
 from torch import Tensor, nn
 
 from calcdx.errors import ConfigError
+from calcdx.models.checkpoint import CARD_NAME, load_checkpoint
 
 logger = logging.getLogger(__name__)
 

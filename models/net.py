@@ -18,12 +18,12 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F  # noqa: N812
-from calcdx.models.output import ModelOutput
-from calcdx.models.registry import register_model
 from torch import Tensor, nn
 from torchvision import models as tvm
 
 from calcdx.errors import ConfigError, ModelIntegrityError
+from calcdx.models.output import ModelOutput
+from calcdx.models.registry import register_model
 
 logger = logging.getLogger(__name__)
 

@@ -12,10 +12,10 @@ from pathlib import Path
 
 import numpy as np
 import pydicom
-from calcdx.datasets.manifest import ManifestRow, write_manifest
 from pydicom.dataset import FileDataset, FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
+from calcdx.datasets.manifest import ManifestRow, write_manifest
 from calcdx.taxonomy import PATTERNS
 
 DX_SOP_CLASS = "1.2.840.10008.5.1.4.1.1.1.1"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import torch
+
 from calcdx.models import create_model
 from calcdx.models.apply import run_on_grid
 from calcdx.models.card import ModelCard

@@ -7,12 +7,12 @@ from pathlib import Path
 
 import pytest
 import torch
+
+from calcdx.errors import ModelIntegrityError
 from calcdx.models import create_model, shipped_model_dir
 from calcdx.models.card import ModelCard
 from calcdx.models.checkpoint import CARD_NAME, WEIGHTS_NAME, load_checkpoint, save_checkpoint
 from calcdx.models.ood import fit_ood, is_ood, ood_score
-
-from calcdx.errors import ModelIntegrityError
 
 
 def _card(**kw) -> ModelCard:

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 import torch
-from calcdx.models import ModelOutput, create_model, list_models
 
 from calcdx.errors import ConfigError
+from calcdx.models import ModelOutput, create_model, list_models
 
 
 @pytest.mark.parametrize("name", list_models())

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+
 from calcdx.datasets.radiograph import Radiograph, SpacingSource
 from calcdx.datasets.transforms import (
     grid_scale,
@@ -13,7 +14,6 @@ from calcdx.datasets.transforms import (
     tiles,
     to_model_grid,
 )
-
 from calcdx.errors import ConfigError
 
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from calcdx.training.config import TrainConfig, apply_overrides, load_config, save_config
 
 from calcdx.errors import ConfigError
+from calcdx.training.config import TrainConfig, apply_overrides, load_config, save_config
 
 REPO = Path(__file__).resolve().parents[1]
 

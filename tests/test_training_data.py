@@ -6,12 +6,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from models_fixtures import make_tiny_dataset
+
 from calcdx.datasets.augment import apply_augment, build_augment
 from calcdx.datasets.manifest import ManifestRow, read_manifest
 from calcdx.datasets.splits import patient_folds, strata, train_val_split
 from calcdx.datasets.torch_dataset import ManifestDataset, pad_collate
-from models_fixtures import make_tiny_dataset
-
 from calcdx.errors import ConfigError
 from calcdx.taxonomy import PATTERNS
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from sklearn.metrics import roc_auc_score
+
 from calcdx.training.calibration import (
     calibrate,
     fit_temperature,
@@ -13,7 +15,6 @@ from calcdx.training.calibration import (
 )
 from calcdx.training.losses import balanced_pos_weight
 from calcdx.training.metrics import compute_metrics, expected_calibration_error, sens_spec, sigmoid
-from sklearn.metrics import roc_auc_score
 
 
 def _scores(n: int = 4000, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:

@@ -13,6 +13,10 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
+from models_fixtures import make_tiny_dataset
+from torch.utils.data import DataLoader
+
+from calcdx.cli.main import main as cli_main
 from calcdx.datasets.manifest import read_manifest
 from calcdx.datasets.torch_dataset import ManifestDataset, pad_collate
 from calcdx.models import create_model
@@ -21,10 +25,6 @@ from calcdx.training.config import load_config
 from calcdx.training.loop import evaluate, train_one_epoch
 from calcdx.training.losses import CalcLoss
 from calcdx.training.trainer import fit
-from models_fixtures import make_tiny_dataset
-from torch.utils.data import DataLoader
-
-from calcdx.cli.main import main as cli_main
 
 
 @pytest.fixture(scope="module")

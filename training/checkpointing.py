@@ -44,7 +44,7 @@ def _unwrap(model: nn.Module) -> nn.Module:
 
 def save_run_state(run_dir: Path, *, model: nn.Module, optimizer: torch.optim.Optimizer,
                    scheduler: Any, epoch: int, best: float, best_epoch: int, bad_epochs: int,
-                   config: dict[str, Any], history: list[dict[str, Any]]) -> Path:
+                   config: dict[str, Any], history: list[dict[str, Any]], train_seconds: float = 0.0) -> Path:
     """Write ``run_dir/last.pt`` atomically (after epoch ``epoch`` finished)."""
     run_dir.mkdir(parents=True, exist_ok=True)
     state = {
@@ -57,6 +57,7 @@ def save_run_state(run_dir: Path, *, model: nn.Module, optimizer: torch.optim.Op
         "bad_epochs": bad_epochs,
         "config": config,
         "history": history,
+        "train_seconds": float(train_seconds),
         "rng_torch": torch.get_rng_state(),
     }
     tmp = run_dir / (LAST + ".tmp")

@@ -66,7 +66,12 @@ class ModelConfig:
 
 @dataclass(frozen=True)
 class OptimConfig:
-    """Optimiser (AdamW) and schedule (linear warm-up then cosine)."""
+    """Optimiser (AdamW) and schedule (linear warm-up then cosine).
+
+    ``time_budget_minutes`` > 0 stops training when that much training time has passed and
+    runs the cosine schedule on elapsed time as well as steps (whichever is further); such a
+    run depends on the machine's speed and is not bit-for-bit repeatable.
+    """
 
     epochs: int = 20
     batch_size: int = 16
@@ -75,6 +80,7 @@ class OptimConfig:
     warmup_steps: int = 50
     grad_clip: float = 5.0
     max_steps_per_epoch: int = 0
+    time_budget_minutes: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -106,7 +112,11 @@ class CalibrationConfig:
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """Everything a training run needs; saved as ``config.yaml`` beside the checkpoint."""
+    """Everything a training run needs; saved as ``config.yaml`` beside the checkpoint.
+
+    ``eval_every``: validate on whole images every N epochs (and after the last);
+    ``early_stopping_patience`` counts validations without improvement of ``monitor``.
+    """
 
     name: str = "calcdx-model"
     version: str = "0.1.0"
@@ -117,6 +127,7 @@ class TrainConfig:
     amp: bool = True
     threads: int = 0
     early_stopping_patience: int = 5
+    eval_every: int = 1
     monitor: str = "macro_auroc"
     progress: bool = True
     data: DataConfig = field(default_factory=DataConfig)
@@ -139,6 +150,7 @@ def validate(cfg: TrainConfig) -> None:
          "data.augment must be none, light, default or strong"),
         (cfg.data.num_workers >= 0, "data.num_workers must be >= 0"),
         (cfg.optim.epochs >= 1, "optim.epochs must be >= 1"),
+        (cfg.eval_every >= 1, "eval_every must be >= 1"),
         (cfg.optim.batch_size >= 1, "optim.batch_size must be >= 1"),
         (cfg.optim.lr > 0, "optim.lr must be > 0"),
         (cfg.loss.class_weighting in ("balanced", "none"), "loss.class_weighting must be balanced or none"),

@@ -11,9 +11,10 @@ from typing import Any
 
 import numpy as np
 import torch
+from torch import nn
+
 from calcdx.models.output import ModelOutput
 from calcdx.training.losses import CalcLoss
-from torch import nn
 
 logger = logging.getLogger(__name__)
 

@@ -7,8 +7,9 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 import torch.nn.functional as F  # noqa: N812
-from calcdx.models.output import ModelOutput
 from torch import Tensor
+
+from calcdx.models.output import ModelOutput
 
 
 def balanced_pos_weight(labels: np.ndarray, cap: float = 10.0) -> np.ndarray:

@@ -15,16 +15,16 @@ from typing import Any
 
 import numpy as np
 import torch
+
 from calcdx.datasets.manifest import ManifestRow, load_annotations, manifest_sha256, read_manifest
 from calcdx.datasets.torch_dataset import ManifestDataset
 from calcdx.models.card import json_clean
 from calcdx.models.checkpoint import load_checkpoint
 from calcdx.models.ood import ood_score
+from calcdx.taxonomy import PATTERNS
 from calcdx.training.loop import evaluate
 from calcdx.training.metrics import compute_metrics, reliability_curve, sigmoid
 from calcdx.training.trainer import _eval_loader
-
-from calcdx.taxonomy import PATTERNS
 
 logger = logging.getLogger(__name__)
 

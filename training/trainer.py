@@ -18,15 +18,19 @@ from typing import Any
 
 import numpy as np
 import torch
+from torch.utils.data import DataLoader, DistributedSampler, Subset
+
 from calcdx.datasets.augment import build_augment
 from calcdx.datasets.manifest import ManifestRow, manifest_sha256, read_manifest
 from calcdx.datasets.splits import train_val_split
 from calcdx.datasets.torch_dataset import ManifestDataset, pad_collate
 from calcdx.datasets.transforms import preprocessing_spec
+from calcdx.errors import ConfigError
 from calcdx.models import create_model
 from calcdx.models.card import ModelCard
 from calcdx.models.checkpoint import save_checkpoint
 from calcdx.models.ood import fit_ood
+from calcdx.taxonomy import PATTERNS
 from calcdx.training import ddp
 from calcdx.training.calibration import calibrate
 from calcdx.training.checkpointing import (
@@ -39,10 +43,6 @@ from calcdx.training.config import TrainConfig, config_to_dict, save_config
 from calcdx.training.loop import EvalResult, evaluate, train_one_epoch
 from calcdx.training.losses import CalcLoss, balanced_pos_weight
 from calcdx.training.metrics import compute_metrics, sigmoid
-from torch.utils.data import DataLoader, DistributedSampler, Subset
-
-from calcdx.errors import ConfigError
-from calcdx.taxonomy import PATTERNS
 
 logger = logging.getLogger(__name__)
 
@@ -77,11 +77,30 @@ def _rows(cfg: TrainConfig) -> tuple[list[ManifestRow], list[ManifestRow]]:
     return train, val
 
 
-def _lr_lambda(warmup: int, total: int) -> Any:
+class _Clock:
+    """Training seconds so far (carried over on resume) against an optional budget."""
+
+    def __init__(self, budget_s: float, previous_s: float = 0.0) -> None:
+        self.budget_s = budget_s
+        self.previous_s = previous_s
+        self.start = time.perf_counter()
+
+    @property
+    def elapsed(self) -> float:
+        return self.previous_s + time.perf_counter() - self.start
+
+    @property
+    def fraction(self) -> float:
+        return self.elapsed / self.budget_s if self.budget_s > 0 else 0.0
+
+
+def _lr_lambda(warmup: int, total: int, clock: _Clock | None = None) -> Any:
     def f(step: int) -> float:
         if step < warmup:
             return (step + 1) / max(warmup, 1)
         progress = (step - warmup) / max(total - warmup, 1)
+        if clock is not None and clock.budget_s > 0:
+            progress = max(progress, clock.fraction)
         return 0.02 + 0.98 * 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))
 
     return f
@@ -154,12 +173,14 @@ def fit(cfg: TrainConfig, *, stop_after_epochs: int = 0) -> FitResult:
     loss_fn = CalcLoss(pos_weight, cfg.loss.mask_weight if cfg.data.use_masks else 0.0,
                        cfg.loss.mask_pos_weight).to(info.device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.optim.lr, weight_decay=cfg.optim.weight_decay)
+    state = load_run_state(run_dir)
+    clock = _Clock(cfg.optim.time_budget_minutes * 60.0,
+                   float(state.get("train_seconds", 0.0)) if state is not None else 0.0)
     scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, _lr_lambda(cfg.optim.warmup_steps, cfg.optim.epochs * steps_per_epoch))
+        optimizer, _lr_lambda(cfg.optim.warmup_steps, cfg.optim.epochs * steps_per_epoch, clock))
     stopper = EarlyStopping(cfg.early_stopping_patience)
     history: list[dict[str, Any]] = []
     start_epoch = 0
-    state = load_run_state(run_dir)
     if state is not None:
         if state.get("config") != config_to_dict(cfg):
             logger.warning("resuming %s with a changed config", run_dir)
@@ -174,7 +195,7 @@ def fit(cfg: TrainConfig, *, stop_after_epochs: int = 0) -> FitResult:
         logger.info("resumed from epoch %d", start_epoch)
     net = ddp.wrap_model(model, info)
     best_path = run_dir / "best_state.pt"
-    stopped = stopper.should_stop
+    stopped = stopper.should_stop or (clock.budget_s > 0 and clock.fraction >= 1.0)
     for epoch in range(start_epoch, cfg.optim.epochs):
         if stopped:
             break
@@ -189,21 +210,27 @@ def fit(cfg: TrainConfig, *, stop_after_epochs: int = 0) -> FitResult:
                                   "mask_loss": mask_loss, "seconds": stats.seconds,
                                   "images_per_second": stats.images_per_second * info.world_size,
                                   "lr": stats.lr}
+        out_of_time = clock.budget_s > 0 and clock.fraction >= 1.0
+        validate = (epoch + 1) % cfg.eval_every == 0 or epoch + 1 == cfg.optim.epochs or out_of_time
         if info.is_main:
-            res = evaluate(model, _eval_loader(val_ds, 0), device=info.device, loss_fn=loss_fn, amp=cfg.amp)
-            score = _score(res, cfg.monitor)
-            record.update(val_loss=res.loss, val_score=score, val_seconds=res.seconds)
-            if stopper.update(score, epoch):
-                torch.save(model.state_dict(), best_path)
-            logger.info("epoch %d: loss %.4f (bce %.4f, mask %.4f), val %s %.4f, %.1f img/s, %.0f s",
-                        epoch, loss, bce, mask_loss, cfg.monitor, score,
+            if validate:
+                res = evaluate(model, _eval_loader(val_ds, 0), device=info.device, loss_fn=loss_fn, amp=cfg.amp)
+                score = _score(res, cfg.monitor)
+                record.update(val_loss=res.loss, val_score=score, val_seconds=res.seconds)
+                if stopper.update(score, epoch):
+                    torch.save(model.state_dict(), best_path)
+            logger.info("epoch %d: loss %.4f (bce %.4f, mask %.4f), val %s %s, %.1f img/s, %.0f s",
+                        epoch, loss, bce, mask_loss, cfg.monitor,
+                        f"{record['val_score']:.4f}" if validate else "-",
                         record["images_per_second"], stats.seconds)
             history.append(record)
             save_run_state(run_dir, model=model, optimizer=optimizer, scheduler=scheduler, epoch=epoch,
                            best=stopper.best, best_epoch=stopper.best_epoch, bad_epochs=stopper.bad_epochs,
-                           config=config_to_dict(cfg), history=history)
+                           config=config_to_dict(cfg), history=history, train_seconds=clock.elapsed)
             (run_dir / "history.json").write_text(json.dumps(history, indent=1))
-        stopped = ddp.broadcast_flag(stopper.should_stop, info)
+        if out_of_time and info.is_main:
+            logger.info("time budget of %.1f min used: stopping after epoch %d", cfg.optim.time_budget_minutes, epoch)
+        stopped = ddp.broadcast_flag(stopper.should_stop or out_of_time, info)
         interrupted = stop_after_epochs and epoch - start_epoch + 1 >= stop_after_epochs
         if interrupted and epoch + 1 < cfg.optim.epochs:
             ddp.barrier(info)

@@ -24,6 +24,11 @@ UID_ROOT = "1.2.826.0.1.3680043.10.1398."  # calcdx simulator instances
 
 BODY_PART: dict[str, str] = {"shoulder": "SHOULDER", "knee": "KNEE", "hip_pelvis": "PELVIS", "hand_wrist": "HAND",
                              "thigh_leg": "THIGH"}
+ANATOMY_CODES: dict[str, tuple[str, str]] = {"shoulder": ("16982005", "Shoulder region"), "knee": ("72696002", "Knee"),
+                                            "hip_pelvis": ("12921003", "Pelvis"), "hand_wrist": ("85562004", "Hand"),
+                                            "thigh_leg": ("68367000", "Thigh")}
+VIEW_CODES: dict[str, tuple[str, str]] = {"AP": ("399348003", "antero-posterior"), "PA": ("399300004", "postero-anterior"),
+                                         "LAT": ("399067008", "lateral"), "OBL": ("399368009", "oblique")}
 COMPRESSION: dict[str, UID] = {"none": ExplicitVRLittleEndian, "rle": RLELossless, "j2k": JPEG2000Lossless}
 
 
@@ -84,10 +89,11 @@ def write_radiograph(path: Path, image: np.ndarray, *, spacing_mm: float, modali
     ds.PatientOrientation = ["L" if laterality == "R" else "R", "F"] if view != "LAT" else ["A", "F"]
     ds.BodyPartExamined = BODY_PART.get(region, "EXTREMITY")
     ds.ViewPosition = view if view in {"AP", "PA", "LL", "RL"} else ("LL" if view == "LAT" else "")
-    ds.ImageLaterality = laterality if modality == "DX" else laterality
+    ds.ImageLaterality = laterality
     if modality == "CR":
-        ds.Laterality = laterality
-        del ds.ImageLaterality
+        del ds.ImageLaterality  # CR has no Image Laterality; General Series Laterality is only for paired parts
+        if region != "hip_pelvis":
+            ds.Laterality = laterality
     ds.KVP = f"{kvp:.0f}"
     ds.ExposureInuAs = None
     del ds.ExposureInuAs
@@ -95,6 +101,7 @@ def write_radiograph(path: Path, image: np.ndarray, *, spacing_mm: float, modali
     ds.ImagerPixelSpacing = [f"{spacing_mm:.4f}", f"{spacing_mm:.4f}"]
     ds.PixelSpacing = [f"{spacing_mm:.4f}", f"{spacing_mm:.4f}"]
     ds.PixelSpacingCalibrationType = "GEOMETRY"
+    ds.PixelSpacingCalibrationDescription = "simulated detector geometry, magnification 1.0"
     ds.EstimatedRadiographicMagnificationFactor = "1.0"
     ds.DistanceSourceToDetector = "1000"
     ds.SamplesPerPixel = 1
@@ -117,10 +124,10 @@ def write_radiograph(path: Path, image: np.ndarray, *, spacing_mm: float, modali
         ds.PresentationLUTShape = "IDENTITY" if photometric == "MONOCHROME2" else "INVERSE"
         ds.LossyImageCompression = "00"
         ds.DetectorType = "SCINTILLATOR"
-        ds.AnatomicRegionSequence = Sequence()
+        ds.AnatomicRegionSequence = Sequence([_code(*ANATOMY_CODES.get(region, ("71616004", "Extremity")))])
         ds.AcquisitionContextSequence = Sequence()
-        ds.ViewCodeSequence = Sequence()
-        ds.PatientOrientationCodeSequence = Sequence()
+        ds.ViewCodeSequence = Sequence([_code(*VIEW_CODES.get(view, VIEW_CODES["AP"]))])
+        ds.PositionerType = ""
         ds.ImagerPixelSpacing = [f"{spacing_mm:.4f}", f"{spacing_mm:.4f}"]
     else:
         ds.ImageType = ["DERIVED", "PRIMARY"]
@@ -130,3 +137,11 @@ def write_radiograph(path: Path, image: np.ndarray, *, spacing_mm: float, modali
         ds.compress(syntax, encoding_plugin="pylibjpeg" if syntax == JPEG2000Lossless else "")
     ds.save_as(path, enforce_file_format=True)
     return ds
+
+
+def _code(value: str, meaning: str) -> Dataset:
+    item = Dataset()
+    item.CodeValue = value
+    item.CodingSchemeDesignator = "SCT"
+    item.CodeMeaning = meaning
+    return item

@@ -1,0 +1,267 @@
+"""Batch inference: discovery -> streaming DataLoader (decode in workers) -> model -> per-study outputs.
+
+Memory stays flat: only the study being finished is held.  Results are written per study,
+atomically, the study JSON last; a re-run skips every study whose JSON exists for the same
+model weights (sha256) and redoes the rest, so a killed batch loses nothing and
+duplicates nothing.  Unreadable or refused files go to ``failures.csv`` (code and reason)
+and never stop the batch.  Under ``torchrun`` (RANK / WORLD_SIZE set) studies are sharded
+by rank; every rank writes its own study files and ``failures-rank<R>.csv``, and rank 0
+merges ``summary.csv`` and ``failures.csv`` once all ranks are done.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import os
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from calcdx.datasets.discovery import Instance, discover
+from calcdx.datasets.radiograph import Radiograph
+from calcdx.datasets.reader import read_radiographs
+from calcdx.errors import CalcdxError
+from calcdx.inference.predictor import ImageResult, Predictor
+from calcdx.inference.study import atomic_write_text, finalize_study, safe_name
+
+logger = logging.getLogger(__name__)
+
+FAILURE_COLUMNS = ("path", "study_instance_uid", "code", "reason")
+SUMMARY_COLUMNS = ("study_instance_uid", "sop_instance_uid", "frame", "source", "status", "pattern", "probability",
+                   "operating_point", "long_axis_mm", "short_axis_mm", "margin", "location_class", "site",
+                   "top_differential", "model_version", "reason")
+
+
+@dataclass
+class BatchReport:
+    n_studies: int = 0
+    n_studies_skipped: int = 0
+    n_images: int = 0
+    n_not_analyzed: int = 0
+    n_failures: int = 0
+    seconds: float = 0.0
+    failures: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def images_per_second(self) -> float:
+        return self.n_images / self.seconds if self.seconds > 0 else 0.0
+
+
+@dataclass
+class _Item:
+    index: int
+    instance: Instance
+    study_uid: str
+    radiographs: list[Radiograph] | None
+    grids: list[Any] | None
+    error: dict[str, Any] | None
+
+
+class _InstanceDataset(Dataset):
+    """Reads and resamples one DICOM file per item (runs in DataLoader workers)."""
+
+    def __init__(self, items: list[tuple[Instance, str]], predictor_card_spacing: float,
+                 percentiles: tuple[float, float] | None, default_spacing_mm: float | None) -> None:
+        self.items = items
+        self.spacing = predictor_card_spacing
+        self.percentiles = percentiles
+        self.default_spacing_mm = default_spacing_mm
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, index: int) -> _Item:
+        from calcdx.datasets.transforms import to_model_grid
+
+        instance, study_uid = self.items[index]
+        try:
+            frames = read_radiographs(instance.path, default_spacing_mm=self.default_spacing_mm)
+            grids = [to_model_grid(r, self.spacing, percentiles=self.percentiles) for r in frames]
+            return _Item(index, instance, study_uid, frames, grids, None)
+        except CalcdxError as exc:
+            return _Item(index, instance, study_uid, None, None, exc.as_dict())
+        except Exception as exc:  # a worker must never die on one file
+            return _Item(index, instance, study_uid, None, None,
+                         {"code": "E_INTERNAL", "path": str(instance.path), "reason": f"{type(exc).__name__}: {exc}"})
+
+
+def _identity(batch: list[_Item]) -> list[_Item]:
+    return batch
+
+
+def _done_studies(out_dir: Path, weights_sha256: str) -> set[str]:
+    done = set()
+    for path in out_dir.glob("*.json"):
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError):
+            continue
+        if isinstance(data, dict) and data.get("model", {}).get("weights_sha256") == weights_sha256:
+            done.add(str(data.get("study_instance_uid")))
+    return done
+
+
+def _rank_world() -> tuple[int, int]:
+    return int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
+
+
+def _write_csv(path: Path, columns: Sequence[str], rows: list[dict[str, Any]]) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    with open(tmp, "w", newline="", encoding="utf-8") as fh:
+        writer = csv.DictWriter(fh, fieldnames=list(columns), extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(rows)
+    tmp.replace(path)
+
+
+def summary_rows(study_json: Path) -> Iterator[dict[str, Any]]:
+    """CSV rows (one per finding, or one per image without findings) of one study result."""
+    data = json.loads(study_json.read_text(encoding="utf-8"))
+    version = data.get("model", {}).get("version")
+    for image in data.get("images", []):
+        base = {"study_instance_uid": data.get("study_instance_uid"), "sop_instance_uid": image["sop_instance_uid"],
+                "frame": image["frame_index"], "source": image["source"], "status": image["status"],
+                "model_version": version, "reason": image.get("reason") or ""}
+        if not image["findings"]:
+            yield {**base, "pattern": "none"}
+        for f in image["findings"]:
+            ranking = (f.get("differential") or {}).get("ranking") or [{}]
+            yield {**base, "pattern": f["pattern"], "probability": f["probability"],
+                   "operating_point": f["operating_point"], "long_axis_mm": f["long_axis_mm"],
+                   "short_axis_mm": f["short_axis_mm"], "margin": f["margin"], "location_class": f["location_class"],
+                   "site": f.get("site") or "", "top_differential": ranking[0].get("name", "")}
+
+
+def merge_outputs(out_dir: Path) -> tuple[Path, Path]:
+    """(Re)build ``summary.csv`` from every study JSON and ``failures.csv`` from the rank files."""
+    rows = []
+    for path in sorted(out_dir.glob("*.json")):
+        if path.name.startswith("."):
+            continue
+        try:
+            rows.extend(summary_rows(path))
+        except (OSError, json.JSONDecodeError, KeyError) as exc:
+            logger.warning("%s: not a study result (%s)", path, exc)
+    summary = out_dir / "summary.csv"
+    _write_csv(summary, SUMMARY_COLUMNS, rows)
+    failures: dict[str, dict[str, Any]] = {}
+    for path in sorted(out_dir.glob("failures-rank*.csv")):
+        with open(path, newline="", encoding="utf-8") as fh:
+            for row in csv.DictReader(fh):
+                failures[row["path"]] = row
+    failures_csv = out_dir / "failures.csv"
+    _write_csv(failures_csv, FAILURE_COLUMNS, list(failures.values()))
+    return summary, failures_csv
+
+
+def run_batch(paths: Sequence[str | Path], out_dir: str | Path, predictor: Predictor, *, workers: int = 1,
+              context: Any = None, write_sr: bool = True, write_overlays: bool = True,
+              default_spacing_mm: float | None = None, progress: bool = True) -> BatchReport:
+    """Analyse every study under ``paths`` into ``out_dir``; see the module docstring."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    rank, world = _rank_world()
+    started = time.perf_counter()
+    found = discover(paths)
+    report = BatchReport()
+    failures: dict[str, dict[str, Any]] = {}
+    failures_file = out / f"failures-rank{rank}.csv"
+    if failures_file.exists():
+        with open(failures_file, newline="", encoding="utf-8") as fh:
+            failures = {r["path"]: r for r in csv.DictReader(fh)}
+    for path, error in found.skipped:
+        failures[str(path)] = {"path": str(path), "study_instance_uid": "", "code": error.code, "reason": error.reason}
+    studies = [s for i, s in enumerate(found.studies) if i % world == rank]
+    done = _done_studies(out, predictor.weights_sha256)
+    todo = [s for s in studies if s.study_uid not in done]
+    report.n_studies_skipped = len(studies) - len(todo)
+    items = [(inst, s.study_uid) for s in todo for inst in s.instances]
+    dataset = _InstanceDataset(items, predictor.card.input_spacing_mm,
+                               _percentiles(predictor.card.preprocessing), default_spacing_mm)
+    loader = DataLoader(dataset, batch_size=1, shuffle=False, num_workers=max(0, workers),
+                        collate_fn=_identity, prefetch_factor=2 if workers > 0 else None,
+                        persistent_workers=False)
+    counts = {s.study_uid: len(s.instances) for s in todo}
+    pending: dict[str, list[_Item]] = {}
+    bar = None
+    if progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=len(items), unit="img", desc=f"predict (rank {rank})" if world > 1 else "predict")
+    n_done_studies = 0
+    with torch.inference_mode():
+        for batch in loader:
+            for item in batch:
+                pending.setdefault(item.study_uid, []).append(item)
+                if bar:
+                    bar.update(1)
+                if len(pending[item.study_uid]) == counts[item.study_uid]:
+                    _finish(item.study_uid, pending.pop(item.study_uid), predictor, out, failures, report,
+                            context=context, write_sr=write_sr, write_overlays=write_overlays)
+                    n_done_studies += 1
+                    _write_csv(failures_file, FAILURE_COLUMNS, list(failures.values()))
+                    if bar:
+                        bar.set_postfix(studies=f"{n_done_studies}/{len(todo)}",
+                                        img_s=f"{report.n_images / max(time.perf_counter() - started, 1e-6):.2f}")
+    if bar:
+        bar.close()
+    _write_csv(failures_file, FAILURE_COLUMNS, list(failures.values()))
+    report.failures = list(failures.values())
+    report.n_failures = len(failures)
+    report.seconds = time.perf_counter() - started
+    _barrier(world)
+    if rank == 0:
+        merge_outputs(out)
+    return report
+
+
+def _finish(study_uid: str, items: list[_Item], predictor: Predictor, out: Path, failures: dict[str, dict[str, Any]],
+            report: BatchReport, **kw: Any) -> None:
+    images: list[ImageResult] = []
+    radiographs: dict[str, Radiograph] = {}
+    sources: dict[str, Path] = {}
+    refused = []
+    for item in sorted(items, key=lambda i: i.index):
+        if item.error:
+            record = {"path": str(item.instance.path), "study_instance_uid": study_uid, "code": item.error["code"],
+                      "reason": item.error["reason"]}
+            failures[record["path"]] = record
+            refused.append(record)
+            continue
+        for r, grid in zip(item.radiographs or [], item.grids or [], strict=False):
+            result = predictor.analyze_grid(r, grid)
+            images.append(result)
+            radiographs[r.sop_instance_uid] = r
+            sources[r.sop_instance_uid] = item.instance.path
+            report.n_images += 1
+            report.n_not_analyzed += result.status != "analyzed"
+        failures.pop(str(item.instance.path), None)
+    finalize_study(study_uid, images, radiographs, sources, refused, predictor, out, **kw)
+    report.n_studies += 1
+
+
+def _barrier(world: int) -> None:
+    if world <= 1:
+        return
+    import torch.distributed as dist
+
+    if not dist.is_available():
+        return
+    if not dist.is_initialized():
+        dist.init_process_group("gloo")
+    dist.barrier()
+
+
+def _percentiles(preprocessing: dict[str, Any]) -> tuple[float, float] | None:
+    value = preprocessing.get("percentiles", (0.5, 99.5)) if preprocessing else (0.5, 99.5)
+    return None if value is None else (float(value[0]), float(value[1]))
+
+
+__all__ = ["BatchReport", "merge_outputs", "run_batch", "safe_name", "summary_rows", "atomic_write_text"]

@@ -1,0 +1,187 @@
+"""Probability maps -> ``Finding`` objects with measurements in millimetres.
+
+For each pattern whose calibrated image probability reaches the card's "possible"
+threshold, connected regions of the map above that threshold become candidate findings.
+Each region is measured on the *source* image: inside its box, pixels that stand out
+from a smoothed local background are the deposit; their principal axes give long and
+short axis (mm), their mean minus a surrounding ring the relative density, the edge
+gradient the margin, and their separate pieces the count.  Location class and site are
+the pattern's typical compartment for the body part (the model does not segment
+anatomy); the finding says so in ``site`` only where the body part makes it specific.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import ndimage
+
+from calcdx.datasets.radiograph import Radiograph
+from calcdx.findings import Finding, Margin, Morphology, OperatingPoint
+from calcdx.models.card import ModelCard
+from calcdx.taxonomy import LocationClass, Pattern
+
+MAX_FINDINGS_PER_PATTERN = 5
+
+TYPICAL_LOCATION: dict[Pattern, LocationClass] = {
+    Pattern.HADD: LocationClass.TENDON,
+    Pattern.CPPD: LocationClass.INTRA_ARTICULAR,
+    Pattern.TUMORAL_CALCINOSIS: LocationClass.PERIARTICULAR,
+    Pattern.PHLEBOLITH: LocationClass.VASCULAR,
+    Pattern.MYOSITIS_OSSIFICANS: LocationClass.INTRAMUSCULAR,
+    Pattern.CALCINOSIS_UNIVERSALIS: LocationClass.INTRAMUSCULAR,
+}
+
+_SITE_BY_BODY_PART: dict[tuple[Pattern, str], str] = {
+    (Pattern.HADD, "shoulder"): "rotator cuff tendon",
+    (Pattern.HADD, "hip"): "gluteal tendon",
+    (Pattern.HADD, "wrist"): "wrist tendon",
+    (Pattern.HADD, "hand"): "wrist tendon",
+    (Pattern.CPPD, "knee"): "knee cartilage / menisci",
+    (Pattern.CPPD, "wrist"): "triangular fibrocartilage / wrist cartilage",
+    (Pattern.CPPD, "hand"): "triangular fibrocartilage / wrist cartilage",
+    (Pattern.CPPD, "pelvis"): "symphysis pubis / hip labrum",
+    (Pattern.PHLEBOLITH, "pelvis"): "pelvic veins",
+}
+
+_BODY_PART_ALIASES = {"SHOULDER": "shoulder", "KNEE": "knee", "PELVIS": "pelvis", "HIP": "pelvis", "HAND": "hand",
+                      "WRIST": "wrist", "THIGH": "thigh", "LEG": "thigh", "hip_pelvis": "pelvis",
+                      "hand_wrist": "wrist", "thigh_leg": "thigh"}
+
+
+def normalise_body_part(body_part: str | None) -> str | None:
+    """DICOM BodyPartExamined or simulator region -> shoulder/knee/pelvis/hand/wrist/thigh."""
+    if not body_part:
+        return None
+    return _BODY_PART_ALIASES.get(body_part, _BODY_PART_ALIASES.get(body_part.upper(), body_part.lower()))
+
+
+@dataclass(frozen=True)
+class Measured:
+    long_mm: float
+    short_mm: float
+    area_mm2: float
+    density: float
+    margin: Margin
+    count: int
+    centroid_px: tuple[float, float]
+    bbox_px: tuple[int, int, int, int]
+
+
+def measure(image: np.ndarray, box: tuple[int, int, int, int], spacing: tuple[float, float]) -> Measured:
+    """Measure the deposit inside ``box`` (source pixels, max exclusive) of ``image``."""
+    r0, c0, r1, c1 = box
+    pad = max(4, (r1 - r0) // 3, (c1 - c0) // 3)
+    R0, C0 = max(r0 - pad, 0), max(c0 - pad, 0)
+    R1, C1 = min(r1 + pad, image.shape[0]), min(c1 + pad, image.shape[1])
+    patch = image[R0:R1, C0:C1].astype(np.float32)
+    sigma = max(3.0, 0.25 * max(r1 - r0, c1 - c0))
+    residual = patch - ndimage.gaussian_filter(patch, sigma)
+    inner = np.zeros(patch.shape, bool)
+    inner[r0 - R0:r1 - R0, c0 - C0:c1 - C0] = True
+    values = residual[inner]
+    thr = float(values.mean() + 1.0 * values.std()) if values.size else 0.0
+    deposit = (residual > thr) & inner
+    deposit = ndimage.binary_opening(deposit) if deposit.sum() > 20 else deposit
+    if deposit.sum() < 2:
+        deposit = inner
+    labels, n = ndimage.label(deposit)
+    sizes = ndimage.sum(deposit, labels, range(1, n + 1)) if n else np.array([])
+    count = int((sizes >= max(3, 0.05 * sizes.max())).sum()) if n else 1
+    rows, cols = np.nonzero(deposit)
+    pts = np.stack([rows * spacing[0], cols * spacing[1]], 1).astype(np.float64)
+    if len(pts) >= 3:
+        centred = pts - pts.mean(0)
+        _, vecs = np.linalg.eigh(np.cov(centred.T))
+        proj = centred @ vecs
+        ext = proj.max(0) - proj.min(0) + min(spacing)
+        long_mm, short_mm = float(ext.max()), float(ext.min())
+    else:
+        long_mm = short_mm = float(min(spacing))
+    ring = ndimage.binary_dilation(deposit, iterations=3) & ~deposit
+    density = float(patch[deposit].mean() - (patch[ring].mean() if ring.any() else patch.mean()))
+    grad = ndimage.gaussian_gradient_magnitude(patch, 1.0)
+    edge = ndimage.binary_dilation(deposit) & ~ndimage.binary_erosion(deposit)
+    sharpness = float(grad[edge].mean() / max(abs(density), 1e-3)) if edge.any() else 0.0
+    margin = Margin.WELL_DEFINED if sharpness > 0.35 else Margin.ILL_DEFINED
+    return Measured(long_mm=long_mm, short_mm=short_mm, area_mm2=float(deposit.sum() * spacing[0] * spacing[1]),
+                    density=density, margin=margin, count=max(count, 1),
+                    centroid_px=(float(rows.mean() + R0), float(cols.mean() + C0)),
+                    bbox_px=(int(rows.min() + R0), int(cols.min() + C0), int(rows.max() + R0 + 1),
+                             int(cols.max() + C0 + 1)))
+
+
+def describe_morphology(pattern: Pattern, m: Measured) -> tuple[Morphology, ...]:
+    """Shape descriptors measurable from the deposit (never invented from the pattern alone)."""
+    elongation = m.long_mm / max(m.short_mm, 1e-3)
+    out: list[Morphology] = []
+    if elongation >= 3.5:
+        out.append(Morphology.LINEAR)
+    elif m.margin is Margin.WELL_DEFINED and elongation < 2.5:
+        out.append(Morphology.OVAL)
+    elif m.margin is Margin.ILL_DEFINED:
+        out.append(Morphology.FLUFFY)
+    if m.count >= 3 and pattern in (Pattern.TUMORAL_CALCINOSIS,):
+        out.append(Morphology.MULTILOCULATED)
+    if m.count >= 4 and pattern is Pattern.CALCINOSIS_UNIVERSALIS:
+        out.append(Morphology.SHEET)
+    return tuple(out)
+
+
+def operating_point(card: ModelCard, pattern: str, probability: float) -> OperatingPoint:
+    try:
+        if probability >= card.threshold(pattern, "definite"):
+            return OperatingPoint.DEFINITE
+        if probability >= card.threshold(pattern, "possible"):
+            return OperatingPoint.POSSIBLE
+    except (KeyError, ValueError):
+        return OperatingPoint.POSSIBLE if probability >= 0.5 else OperatingPoint.BELOW
+    return OperatingPoint.BELOW
+
+
+def extract_findings(radiograph: Radiograph, card: ModelCard, image_probabilities: np.ndarray,
+                     prob_maps: np.ndarray, grid_spacing_mm: float) -> list[Finding]:
+    """Findings for one image from calibrated image probabilities [C] and maps [C, h, w]."""
+    findings: list[Finding] = []
+    scale = (card.stride * grid_spacing_mm / radiograph.pixel_spacing_mm[0],
+             card.stride * grid_spacing_mm / radiograph.pixel_spacing_mm[1])
+    body = normalise_body_part(radiograph.body_part)
+    for c, name in enumerate(card.classes):
+        pattern = Pattern(name)
+        p_image = float(image_probabilities[c])
+        if operating_point(card, name, p_image) is OperatingPoint.BELOW:
+            continue
+        pmap = prob_maps[c]
+        try:
+            thr = card.threshold(name, "possible")
+        except (KeyError, ValueError):
+            thr = 0.5
+        mask = pmap >= min(thr, 0.5 * float(pmap.max()))
+        labels, n = ndimage.label(mask)
+        if n == 0:
+            continue
+        peaks = ndimage.maximum(pmap, labels, range(1, n + 1))
+        order = np.argsort(peaks)[::-1][:MAX_FINDINGS_PER_PATTERN]
+        for k in order:
+            sl = ndimage.find_objects(labels == k + 1)[0]
+            box = (int(sl[0].start * scale[0]), int(sl[1].start * scale[1]),
+                   min(int(np.ceil(sl[0].stop * scale[0])), radiograph.shape[0]),
+                   min(int(np.ceil(sl[1].stop * scale[1])), radiograph.shape[1]))
+            if box[2] - box[0] < 2 or box[3] - box[1] < 2:
+                continue
+            m = measure(radiograph.image, box, radiograph.pixel_spacing_mm)
+            probability = min(float(peaks[k]), p_image) if k != order[0] else p_image
+            op = operating_point(card, name, probability)
+            if op is OperatingPoint.BELOW:
+                continue
+            findings.append(Finding(
+                pattern=pattern, probability=round(probability, 4), operating_point=op, bbox_px=m.bbox_px,
+                centroid_px=m.centroid_px, long_axis_mm=round(m.long_mm, 2), short_axis_mm=round(m.short_mm, 2),
+                area_mm2=round(m.area_mm2, 2), relative_density=round(m.density, 4), margin=m.margin, count=m.count,
+                location_class=TYPICAL_LOCATION[pattern], site=_SITE_BY_BODY_PART.get((pattern, body or "")),
+                body_part=body, morphology=describe_morphology(pattern, m),
+                distribution="clustered" if m.count > 1 else "single",
+                pixel_spacing_mm=radiograph.pixel_spacing_mm,
+            ))
+    return findings

@@ -1,0 +1,86 @@
+"""Overlays: a PNG for people and a DICOM Secondary Capture in the source study."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import highdicom as hd
+import numpy as np
+from PIL import Image, ImageDraw, ImageFont
+from pydicom.dataset import Dataset
+
+from calcdx.datasets.radiograph import Radiograph
+from calcdx.findings import Finding, OperatingPoint
+from calcdx.taxonomy import PATTERN_DISPLAY
+
+COLOURS = {OperatingPoint.DEFINITE: (255, 64, 64), OperatingPoint.POSSIBLE: (255, 200, 0),
+           OperatingPoint.BELOW: (120, 160, 255)}
+MAX_SIDE = 1600
+
+
+def render_overlay(radiograph: Radiograph, findings: list[Finding], banner: str = "") -> Image.Image:
+    """RGB picture of the image (down-scaled to ``MAX_SIDE``) with outlined, labelled findings."""
+    grey = (np.clip(radiograph.image, 0, 1) * 255).astype(np.uint8)
+    img = Image.fromarray(grey).convert("RGB")
+    scale = min(1.0, MAX_SIDE / max(img.size))
+    if scale < 1.0:
+        img = img.resize((max(1, round(img.width * scale)), max(1, round(img.height * scale))), Image.BILINEAR)
+    draw = ImageDraw.Draw(img)
+    font = ImageFont.load_default(size=max(12, img.width // 60))
+    for k, f in enumerate(findings, start=1):
+        r0, c0, r1, c1 = (v * scale for v in f.bbox_px)
+        pad = 4
+        colour = COLOURS[f.operating_point]
+        draw.rectangle([c0 - pad, r0 - pad, c1 + pad, r1 + pad], outline=colour, width=max(2, img.width // 400))
+        label = (f"{k}. {PATTERN_DISPLAY[f.pattern]} {f.probability:.2f} ({f.operating_point.value}) "
+                 f"{f.long_axis_mm:.0f}x{f.short_axis_mm:.0f} mm")
+        y = max(0, r0 - pad - font.size - 4)
+        draw.text((c0, y), label, fill=colour, font=font, stroke_width=2, stroke_fill=(0, 0, 0))
+    text = banner or "calcdx — research software, not a medical device"
+    draw.text((8, img.height - font.size - 8), text, fill=(255, 255, 255), font=font, stroke_width=2,
+              stroke_fill=(0, 0, 0))
+    return img
+
+
+def write_png(path: Path, picture: Image.Image) -> Path:
+    tmp = path.with_suffix(".tmp.png")
+    picture.save(tmp)
+    tmp.replace(path)
+    return path
+
+
+def secondary_capture(picture: Image.Image, source: Dataset, *, series_uid: str, instance_number: int) -> Dataset:
+    """The overlay as an RGB Secondary Capture in the source's study (same patient and study)."""
+    pixels = np.asarray(picture.convert("RGB"), dtype=np.uint8)
+    sc = hd.sc.SCImage(
+        pixel_array=pixels,
+        photometric_interpretation=hd.PhotometricInterpretationValues.RGB,
+        bits_allocated=8,
+        coordinate_system=hd.CoordinateSystemNames.PATIENT,
+        study_instance_uid=source.StudyInstanceUID,
+        series_instance_uid=series_uid,
+        series_number=9002,
+        sop_instance_uid=hd.UID(),
+        instance_number=instance_number,
+        manufacturer="calcdx",
+        patient_id=source.get("PatientID"),
+        patient_name=source.get("PatientName"),
+        patient_birth_date=source.get("PatientBirthDate"),
+        patient_sex=source.get("PatientSex") or None,
+        accession_number=source.get("AccessionNumber"),
+        study_id=source.get("StudyID"),
+        study_date=source.get("StudyDate"),
+        study_time=source.get("StudyTime"),
+        referring_physician_name=source.get("ReferringPhysicianName"),
+        patient_orientation=("L", "F"),
+    )
+    sc.SeriesDescription = "calcdx overlay (research use only)"
+    sc.BurnedInAnnotation = "YES"
+    laterality = source.get("Laterality") or source.get("ImageLaterality")
+    if laterality:
+        sc.Laterality = laterality
+    ref = Dataset()
+    ref.ReferencedSOPClassUID = source.SOPClassUID
+    ref.ReferencedSOPInstanceUID = source.SOPInstanceUID
+    sc.SourceImageSequence = [ref]
+    return sc

@@ -1,0 +1,112 @@
+"""``Predictor``: a locked, hash-verified model applied to radiographs."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from calcdx.datasets.radiograph import Radiograph
+from calcdx.datasets.transforms import to_model_grid
+from calcdx.findings import Finding
+from calcdx.inference.findings import extract_findings
+from calcdx.models import shipped_model_dir
+from calcdx.models.apply import run_on_grid
+from calcdx.models.checkpoint import load_checkpoint, sha256_file
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class ImageResult:
+    """What the model says about one image (frame)."""
+
+    source: str
+    sop_instance_uid: str
+    frame_index: int
+    status: str  # "analyzed" or "not_analyzed"
+    probabilities: dict[str, float]
+    findings: list[Finding]
+    ood_distance: float | None
+    reason: str | None = None
+    pixel_spacing_mm: tuple[float, float] = (0.0, 0.0)
+    spacing_source: str = ""
+    rows: int = 0
+    columns: int = 0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "source": self.source, "sop_instance_uid": self.sop_instance_uid, "frame_index": self.frame_index,
+            "status": self.status, "reason": self.reason,
+            "probabilities": {k: round(v, 4) for k, v in self.probabilities.items()},
+            "ood_distance": None if self.ood_distance is None or not np.isfinite(self.ood_distance)
+            else round(self.ood_distance, 3),
+            "pixel_spacing_mm": list(self.pixel_spacing_mm), "spacing_source": self.spacing_source,
+            "rows": self.rows, "columns": self.columns,
+            "findings": [f.to_dict() for f in self.findings], **self.extra,
+        }
+
+
+class Predictor:
+    """Loads a model directory (``model.safetensors`` + ``model_card.json``), verifying its sha256.
+
+    Args:
+        model_dir: the checkpoint folder; default the model shipped with calcdx.
+        device: "cpu" or a CUDA device.
+        threads: torch intra-op threads (None: torch's default).
+
+    Raises:
+        ModelIntegrityError: missing files, bad card, or a weights hash that does not match.
+    """
+
+    def __init__(self, model_dir: str | Path | None = None, device: str = "cpu", threads: int | None = None) -> None:
+        self.model_dir = Path(model_dir) if model_dir else shipped_model_dir()
+        if threads:
+            torch.set_num_threads(threads)
+        loaded = load_checkpoint(self.model_dir, device=device)
+        self.model = loaded.model.eval()
+        self.card = loaded.card
+        self.device = device
+        self.weights_sha256 = sha256_file(self.model_dir / "model.safetensors")
+
+    @property
+    def identity(self) -> dict[str, str]:
+        """Model identity recorded in every result (name, version, weights hash)."""
+        return {"name": self.card.name, "version": self.card.version, "weights_sha256": self.weights_sha256,
+                "architecture": self.card.architecture}
+
+    def to_grid(self, radiograph: Radiograph) -> np.ndarray:
+        """The model-grid image (resampled to the card's mm per pixel, normalised)."""
+        return to_model_grid(radiograph, self.card.input_spacing_mm,
+                             percentiles=_percentiles(self.card.preprocessing))
+
+    def analyze_grid(self, radiograph: Radiograph, grid: np.ndarray) -> ImageResult:
+        """Run the model on a prepared grid image and extract findings."""
+        out = run_on_grid(self.model, self.card, grid, device=self.device)
+        probabilities = {name: float(out.probabilities[i]) for i, name in enumerate(self.card.classes)}
+        base = {"source": radiograph.source, "sop_instance_uid": radiograph.sop_instance_uid,
+                "frame_index": radiograph.frame_index, "probabilities": probabilities,
+                "ood_distance": float(out.ood_distance), "pixel_spacing_mm": radiograph.pixel_spacing_mm,
+                "spacing_source": radiograph.spacing_source.value, "rows": radiograph.shape[0],
+                "columns": radiograph.shape[1]}
+        if out.is_ood:
+            return ImageResult(status="not_analyzed", findings=[],
+                               reason=f"out of distribution: feature distance {out.ood_distance:.1f} exceeds the "
+                               f"model's threshold {float(self.card.ood.get('threshold', float('nan'))):.1f}; the "
+                               "image is unlike the training data (e.g. another body region)", **base)
+        findings = extract_findings(radiograph, self.card, out.probabilities, out.prob_maps,
+                                    self.card.input_spacing_mm)
+        return ImageResult(status="analyzed", findings=findings, **base)
+
+    def analyze(self, radiograph: Radiograph) -> ImageResult:
+        return self.analyze_grid(radiograph, self.to_grid(radiograph))
+
+
+def _percentiles(preprocessing: dict[str, Any]) -> tuple[float, float] | None:
+    value = preprocessing.get("percentiles", (0.5, 99.5)) if preprocessing else (0.5, 99.5)
+    return None if value is None else (float(value[0]), float(value[1]))

@@ -1,0 +1,188 @@
+"""One study: image results -> differential -> JSON, SR and overlays, written atomically.
+
+``finalize_study`` is shared by the batch runner (``calcdx predict``) and the PACS front
+ends (``analyze_study``), so every path produces the same files.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import logging
+import os
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from calcdx.datasets.radiograph import Radiograph
+from calcdx.datasets.reader import header_only, read_radiographs
+from calcdx.errors import CalcdxError
+from calcdx.inference.predictor import ImageResult, Predictor
+from calcdx.version import __version__
+
+logger = logging.getLogger(__name__)
+
+SCHEMA_ID = "https://calcdx.invalid/schema/result-v1.json"
+SCHEMA_VERSION = "1.0"
+_UID = re.compile(r"^[0-9]+(\.[0-9]+)*$")
+
+
+def safe_name(uid: str) -> str:
+    """A file-name-safe key for a UID: the UID itself when valid, else a hash (never a path)."""
+    if uid and len(uid) <= 64 and _UID.match(uid):
+        return uid
+    return "x" + hashlib.sha256(uid.encode("utf-8", "replace")).hexdigest()[:40]
+
+
+@dataclass
+class StudyResult:
+    """What was written for one study."""
+
+    study_uid: str
+    result: dict[str, Any]
+    json_path: Path
+    sr_path: Path | None = None
+    overlay_pngs: list[Path] = field(default_factory=list)
+    overlay_scs: list[Path] = field(default_factory=list)
+    failures: list[dict[str, Any]] = field(default_factory=list)
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with open(tmp, "w", encoding="utf-8") as fh:
+        fh.write(text)
+        fh.flush()
+        os.fsync(fh.fileno())
+    tmp.replace(path)
+
+
+def _differentials(images: list[ImageResult], radiographs: dict[str, Radiograph], context: Any
+                   ) -> tuple[dict[str, list[dict[str, Any]]], dict[str, list[str]], dict[str, Any] | None, str]:
+    from calcdx.rules import explain, explain_study
+
+    per_image: dict[str, list[dict[str, Any]]] = {}
+    texts: dict[str, list[str]] = {}
+    all_findings = []
+    age = sex = None
+    for image in images:
+        r = radiographs.get(image.sop_instance_uid)
+        age = age if age is not None else (r.patient_age_years if r else None)
+        sex = sex or (r.patient_sex if r else None)
+        per_image[image.sop_instance_uid] = []
+        texts[image.sop_instance_uid] = []
+        for finding in image.findings:
+            diff = explain([finding], context, patient_age_years=r.patient_age_years if r else None,
+                           patient_sex=r.patient_sex if r else None)
+            per_image[image.sop_instance_uid].append(diff.to_dict())
+            texts[image.sop_instance_uid].append(diff.to_text(max_entries=3))
+            all_findings.append(finding)
+    if not all_findings:
+        return per_image, texts, None, "No soft-tissue calcification reached the model's thresholds."
+    study = explain_study(all_findings, context, patient_age_years=age, patient_sex=sex)
+    return per_image, texts, study.to_dict(), study.to_text(max_entries=5)
+
+
+def finalize_study(study_uid: str, images: list[ImageResult], radiographs: dict[str, Radiograph],
+                   sources: dict[str, Path], refused: list[dict[str, Any]], predictor: Predictor, out_dir: Path, *,
+                   context: Any = None, write_sr: bool = True, write_overlays: bool = True) -> StudyResult:
+    """Attach differentials, write the study JSON (last, atomically), SR and overlays.
+
+    The JSON is written last: its presence marks the study as done for resumption.
+    """
+    from calcdx.inference import overlay as ov
+    from calcdx.inference import sr as srmod
+
+    key = safe_name(study_uid)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    per_image, texts, study_diff, summary = _differentials(images, radiographs, context)
+    result: dict[str, Any] = {
+        "$schema": SCHEMA_ID, "schema_version": SCHEMA_VERSION, "calcdx_version": __version__,
+        "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "disclaimer": "research software, not a medical device",
+        "model": predictor.identity, "study_instance_uid": study_uid,
+        "images": [], "refused": refused, "study_differential": study_diff, "summary": summary, "outputs": {},
+    }
+    for image in images:
+        record = image.to_dict()
+        for fdict, ddict in zip(record["findings"], per_image.get(image.sop_instance_uid, []), strict=False):
+            fdict["differential"] = ddict
+        result["images"].append(record)
+    written = StudyResult(study_uid=study_uid, result=result, json_path=out_dir / f"{key}.json")
+    headers = {}
+    for image in images:
+        if image.status == "analyzed" and image.sop_instance_uid not in headers:
+            try:
+                headers[image.sop_instance_uid] = header_only(sources[image.sop_instance_uid])
+            except CalcdxError as exc:
+                logger.warning("%s: header re-read failed (%s)", sources[image.sop_instance_uid], exc)
+    if write_overlays:
+        series_uid = None
+        for n, image in enumerate(images, start=1):
+            r = radiographs.get(image.sop_instance_uid)
+            if r is None or image.status != "analyzed":
+                continue
+            picture = ov.render_overlay(r, image.findings)
+            stem = f"{key}_{safe_name(image.sop_instance_uid)}_f{image.frame_index}"
+            written.overlay_pngs.append(ov.write_png(out_dir / f"{stem}_overlay.png", picture))
+            if image.sop_instance_uid in headers:
+                import highdicom as hd
+
+                series_uid = series_uid or hd.UID()
+                sc = ov.secondary_capture(picture, headers[image.sop_instance_uid], series_uid=series_uid,
+                                          instance_number=n)
+                sc_path = out_dir / f"{stem}_overlay.dcm"
+                sc.save_as(sc_path.with_suffix(".tmp"), enforce_file_format=True)
+                sc_path.with_suffix(".tmp").replace(sc_path)
+                written.overlay_scs.append(sc_path)
+    if write_sr and headers:
+        findings_by_sop = {uid: [f for im in images if im.sop_instance_uid == uid for f in im.findings]
+                           for uid in headers}
+        sr = srmod.build_sr(list(headers.values()), findings_by_sop, texts, model_identity=predictor.identity,
+                            study_summary=summary,
+                            image_probabilities={im.sop_instance_uid: im.probabilities for im in images})
+        written.sr_path = srmod.write_sr(out_dir / f"{key}_sr.dcm", sr)
+    result["outputs"] = {
+        "sr": written.sr_path.name if written.sr_path else None,
+        "overlay_png": [p.name for p in written.overlay_pngs],
+        "overlay_dicom": [p.name for p in written.overlay_scs],
+    }
+    atomic_write_text(written.json_path, json.dumps(result, indent=1))
+    return written
+
+
+def analyze_study(paths: Sequence[str | Path], predictor: Predictor, out_dir: str | Path, *, context: Any = None,
+                  write_sr: bool = True, write_overlays: bool = True) -> StudyResult:
+    """Analyse the files of one study (used by the PACS front ends).
+
+    Files that cannot be read are listed in ``result["refused"]`` and ``failures``; the
+    study is still reported.  Raises nothing for bad input files.
+    """
+    images: list[ImageResult] = []
+    radiographs: dict[str, Radiograph] = {}
+    sources: dict[str, Path] = {}
+    refused: list[dict[str, Any]] = []
+    study_uid = ""
+    for path in paths:
+        try:
+            frames = read_radiographs(path)
+        except CalcdxError as exc:
+            refused.append(exc.as_dict())
+            continue
+        for r in frames:
+            study_uid = study_uid or r.study_instance_uid
+            result = predictor.analyze(r)
+            images.append(result)
+            radiographs[r.sop_instance_uid] = r
+            sources[r.sop_instance_uid] = Path(path)
+    if not study_uid:
+        try:
+            study_uid = str(header_only(paths[0]).get("StudyInstanceUID", "")) if paths else ""
+        except CalcdxError:
+            study_uid = ""
+    written = finalize_study(study_uid or "unknown", images, radiographs, sources, refused, predictor, Path(out_dir),
+                             context=context, write_sr=write_sr, write_overlays=write_overlays)
+    written.failures = refused
+    return written
