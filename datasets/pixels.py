@@ -176,10 +176,11 @@ def to_display(frame: np.ndarray, ds: Dataset, source: str, geometry: PixelGeome
     elif "RescaleSlope" in ds or "RescaleIntercept" in ds:
         applied.append(f"Modality LUT (rescale slope {ds.get('RescaleSlope', 1)}, "
                        f"intercept {ds.get('RescaleIntercept', 0)})")
-    values = apply_modality_lut(raw, ds).astype(np.float64, copy=False)
+    values = apply_modality_lut(raw, ds)
     index = voi_index(ds, voi)
     if index is not None:
         values = _apply_voi(values, ds, index, source, applied)
+    values = np.asarray(values, dtype=np.float64)
     valid = values[~pad] if pad is not None else values
     if valid.size == 0 or not np.isfinite(valid).all():
         raise CorruptDicomError("pixel values are not finite after the LUTs", path=source)
