@@ -28,6 +28,7 @@ logger = logging.getLogger(__name__)
 DEFAULT_MAX_PIXELS = 150_000_000
 """Decompression-bomb guard: rows x columns x frames above this are refused before decoding."""
 MAX_SIDE = 16_384
+UNSAFE_PLUGINS = frozenset({"gdcm"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,17 +100,36 @@ def decode(ds: Dataset, source: str, geometry: PixelGeometry) -> np.ndarray:
             raise UndecodableError(
                 f"transfer syntax {tsyntax.name} needs a decoder that is not installed ({missing})", path=source
             )
-    try:
-        arr = ds.pixel_array
-    except (MemoryError, OverflowError) as exc:
-        raise ImageTooLargeError(f"pixel data too large to decode ({exc})", path=source) from exc
-    except Exception as exc:  # decoders raise many types; all mean the same to a caller
-        text = str(exc)
+    plugins: list[str] = [""]
+    if tsyntax.is_compressed:
+        # GDCM aborts the whole process on some corrupt JPEG 2000 streams (seen in fuzzing):
+        # decode with the pylibjpeg / pillow / pyjpegls plugins only, GDCM never in-process.
+        plugins = [p for p in decoder.available_plugins if p not in UNSAFE_PLUGINS] or []
+        if not plugins:
+            raise UndecodableError(
+                f"transfer syntax {tsyntax.name}: only {', '.join(decoder.available_plugins)} can decode it here, "
+                "which calcdx does not run on untrusted input; install pylibjpeg-openjpeg / pylibjpeg-libjpeg",
+                path=source)
+    arr = None
+    last: BaseException | None = None
+    for plugin in plugins:
+        try:
+            if plugin:
+                ds.pixel_array_options(decoding_plugin=plugin)
+            arr = ds.pixel_array
+            break
+        except (KeyboardInterrupt, SystemExit):
+            raise
+        except (MemoryError, OverflowError) as exc:
+            raise ImageTooLargeError(f"pixel data too large to decode ({exc})", path=source) from exc
+        except BaseException as exc:  # decoders raise many types (Rust decoders even panic)
+            last = exc
+    if arr is None:
+        text = str(last)
         if tsyntax.is_compressed and any(w in text.lower() for w in ("truncat", "end of", "insufficient",
                                                                        "not enough", "premature")):
-            raise TruncatedPixelDataError(f"compressed pixel data ends early ({text})", path=source) from exc
-        raise CorruptDicomError(f"pixel data could not be decoded as {tsyntax.name}: {text}",
-                                path=source) from exc
+            raise TruncatedPixelDataError(f"compressed pixel data ends early ({text})", path=source) from last
+        raise CorruptDicomError(f"pixel data could not be decoded as {tsyntax.name}: {text}", path=source) from last
     arr = np.asarray(arr)
     if arr.ndim == 2:
         arr = arr[np.newaxis]

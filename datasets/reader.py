@@ -151,7 +151,9 @@ def read_radiographs(
         raise NestingTooDeepError("sequences are nested too deeply to parse", path=source) from exc
     except MemoryError as exc:
         raise ImageTooLargeError("not enough memory to decode", path=source) from exc
-    except Exception as exc:  # anything else is a corrupt file, never a crash
+    except (KeyboardInterrupt, SystemExit):
+        raise
+    except BaseException as exc:  # anything else (incl. Rust decoder panics) is a corrupt file, never a crash
         raise CorruptDicomError(f"{type(exc).__name__}: {exc}", path=source) from exc
 
 
