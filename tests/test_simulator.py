@@ -1,0 +1,178 @@
+"""The radiograph simulator: physics figures, determinism, valid DICOM, ground truth, no shortcuts."""
+
+from __future__ import annotations
+
+import csv
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+from scipy.stats import chi2_contingency, mannwhitneyu
+from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import roc_auc_score
+from sklearn.model_selection import cross_val_predict
+
+from calcdx.datasets.manifest import load_annotations, read_manifest
+from calcdx.datasets.reader import read_radiograph
+from calcdx.datasets.simulator import SimulationConfig, render_case, simulate_dataset
+from calcdx.datasets.simulator.dataset import _streams, sample_labels, sample_nuisance
+from calcdx.datasets.simulator.materials import ENERGIES_KEV, Material, mu_per_mm
+from calcdx.datasets.simulator.spectrum import mean_energy_kev
+from calcdx.errors import ConfigError
+from calcdx.taxonomy import PATTERNS, Region
+
+
+def test_attenuation_matches_the_measured_table() -> None:
+    # SIMULATOR-NOTES: hydroxyapatite 1.854/cm and CPPD 1.273/cm at 50 keV; fat 0.202, muscle 0.238
+    at50 = {m: float(np.interp(50, ENERGIES_KEV, mu_per_mm(m))) * 10 for m in Material}
+    assert at50[Material.HYDROXYAPATITE] == pytest.approx(1.854, rel=0.03)
+    assert at50[Material.CPPD] == pytest.approx(1.273, rel=0.03)
+    assert at50[Material.FAT] == pytest.approx(0.202, rel=0.03)
+    assert at50[Material.MUSCLE] == pytest.approx(0.238, rel=0.03)
+    assert at50[Material.HYDROXYAPATITE] > at50[Material.CPPD] > at50[Material.CORTICAL_BONE] > at50[Material.URATE]
+
+
+def test_spectrum_mean_energy_is_plausible() -> None:
+    assert 32 < mean_energy_kev(60) < 38
+    assert mean_energy_kev(60) < mean_energy_kev(70) < mean_energy_kev(90)
+
+
+@pytest.fixture(scope="module")
+def small_set(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("sim")
+    simulate_dataset(out, 8, seed=11, workers=1, spacing_mm=0.6)
+    return out
+
+
+def test_same_seed_same_files_whatever_the_worker_count(small_set: Path, tmp_path: Path) -> None:
+    simulate_dataset(tmp_path, 8, seed=11, workers=2, spacing_mm=0.6)
+    for a in sorted(small_set.glob("*.dcm")):
+        b = tmp_path / a.name
+        np.testing.assert_array_equal(read_radiograph(a).image, read_radiograph(b).image)
+    rows_a = list(csv.DictReader((small_set / "manifest.csv").open()))
+    rows_b = list(csv.DictReader((tmp_path / "manifest.csv").open()))
+    assert rows_a == rows_b
+
+
+def test_written_files_read_back_with_ground_truth(small_set: Path) -> None:
+    rows = read_manifest(small_set / "manifest.csv")
+    assert len(rows) == 8
+    for row in rows:
+        r = read_radiograph(row.path)
+        assert r.modality in {"CR", "DX"}
+        assert r.pixel_spacing_mm == pytest.approx((0.6, 0.6), rel=1e-3)
+        lesions = load_annotations(row.annotations)
+        kinds = {les["kind"] for les in lesions if les["is_pattern"]}
+        assert kinds == {p.value for p in row.labels}
+        for les in lesions:
+            with np.load(small_set / les["mask"]) as data:
+                mask = data["mask"]
+            assert mask.shape == r.shape and mask.any()
+            r0, c0, r1, c1 = les["bbox_px"]
+            assert mask[r0:r1, c0:c1].sum() == mask.sum()
+            assert les["size_mm"][0] >= les["size_mm"][1] > 0
+            assert les["location_class"] in {"tendon", "intra_articular", "periarticular", "intramuscular",
+                                             "subcutaneous", "vascular", "unknown"}
+        for key in ("acq_kvp", "acq_dose_ugy", "acq_processing", "habitus", "dicom_photometric"):
+            assert key in row.extras
+
+
+@pytest.mark.dicom3tools
+def test_every_written_file_passes_dciodvfy(small_set: Path) -> None:
+    if shutil.which("dciodvfy") is None:
+        if os.environ.get("CI"):
+            pytest.fail("dciodvfy (dicom3tools) must be installed in CI")
+        pytest.skip("dciodvfy not installed")
+    for path in sorted(small_set.glob("*.dcm")):
+        result = subprocess.run(["dciodvfy", str(path)], capture_output=True, text=True)
+        errors = [line for line in (result.stdout + result.stderr).splitlines() if line.startswith("Error")]
+        assert not errors, f"{path.name}: {errors}"
+
+
+def test_every_region_has_negatives_and_several_patterns() -> None:
+    cfg = SimulationConfig()
+    seen: dict[Region, set[str]] = {r: set() for r in Region}
+    negatives: dict[Region, int] = {r: 0 for r in Region}
+    for i in range(3000):
+        rng = _streams(5, i)[0]
+        region = cfg.regions[int(rng.integers(len(cfg.regions)))]
+        labels = sample_labels(rng, region, cfg)
+        seen[region].update(p.value for p in labels)
+        negatives[region] += not labels
+    for region in Region:
+        assert len(seen[region]) >= 2, region
+        assert negatives[region] > 50, region
+
+
+def test_nuisance_parameters_are_independent_of_labels() -> None:
+    cfg = SimulationConfig()
+    by_region: dict[Region, dict[str, list]] = {}
+    for i in range(4000):
+        r_labels, r_nuisance = _streams(9, i)[:2]
+        region = cfg.regions[int(r_labels.integers(len(cfg.regions)))]
+        positive = bool(sample_labels(r_labels, region, cfg))
+        acq, body, dicom, spacing, _ = sample_nuisance(r_nuisance, region, cfg)
+        d = by_region.setdefault(region, {"pos": [], "kvp": [], "dose": [], "proc": [], "phot": []})
+        d["pos"].append(positive)
+        d["kvp"].append(acq.kvp)
+        d["dose"].append(acq.dose_ugy)
+        d["proc"].append(acq.processing)
+        d["phot"].append(dicom["photometric"])
+    for region, d in by_region.items():
+        pos = np.array(d["pos"])
+        for key in ("kvp", "dose"):
+            values = np.array(d[key])
+            assert mannwhitneyu(values[pos], values[~pos]).pvalue > 0.001, (region, key)
+        for key in ("proc", "phot"):
+            cats = sorted(set(d[key]))
+            table = [[sum(1 for p, v in zip(pos, d[key], strict=True) if p == flag and v == c) for c in cats]
+                     for flag in (True, False)]
+            assert chi2_contingency(table).pvalue > 0.001, (region, key)
+
+
+@pytest.mark.slow
+def test_global_image_statistics_cannot_tell_positives_from_negatives() -> None:
+    cfg = SimulationConfig(spacing_mm=1.0)
+    features, labels = [], []
+    for i in range(240):
+        case = render_case(21, i, cfg)
+        img = case.image
+        hist = np.histogram(img, bins=16, range=(0, 1))[0] / img.size
+        features.append([*hist, img.mean(), img.std(), img.shape[0], img.shape[1], case.acquisition.kvp,
+                         case.acquisition.dose_ugy])
+        labels.append(int(bool(case.labels)))
+    x, y = np.array(features), np.array(labels)
+    x = (x - x.mean(0)) / (x.std(0) + 1e-9)
+    scores = cross_val_predict(LogisticRegression(max_iter=2000), x, y, cv=5, method="predict_proba")[:, 1]
+    auc = roc_auc_score(y, scores)
+    assert 0.35 < auc < 0.68, auc
+
+
+def test_bad_arguments_raise_config_errors(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="unknown region"):
+        simulate_dataset(tmp_path, 1, regions=["elbow"])
+    with pytest.raises(ConfigError, match="spacing_mm"):
+        simulate_dataset(tmp_path, 1, spacing_mm=5.0)
+    with pytest.raises(ConfigError, match='"n"'):
+        simulate_dataset(tmp_path, 0)
+
+
+def test_twins_share_everything_but_the_patterns() -> None:
+    cfg = SimulationConfig(spacing_mm=0.8, positive_fraction=1.0)
+    case = render_case(3, 0, cfg)
+    twin = render_case(3, 0, cfg, drop_patterns=True)
+    assert case.labels and not twin.labels
+    assert case.acquisition == twin.acquisition and case.body == twin.body
+    union = np.zeros(case.image.shape, bool)
+    for lesion, mask in zip(case.lesions, case.masks, strict=True):
+        if lesion.is_pattern:
+            union |= mask
+    diff = np.abs(case.image - twin.image)
+    assert diff[union].mean() > diff[~union].mean()
+
+
+def test_patterns_cover_all_six() -> None:
+    assert len(PATTERNS) == 6
