@@ -74,11 +74,10 @@ def make_proxy(out: Path, n: int, seed: int) -> Path:
 
     from scipy.ndimage import gaussian_filter
 
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-    from models_fixtures import write_dx
-
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
     from calcdx.datasets.manifest import ManifestRow, write_manifest
     from calcdx.taxonomy import PATTERNS, Pattern
+    from tests.models_fixtures import write_dx
 
     out.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)

@@ -6,7 +6,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from models_fixtures import make_tiny_dataset
 
 from calcdx.datasets.augment import apply_augment, build_augment
 from calcdx.datasets.manifest import ManifestRow, read_manifest
@@ -14,6 +13,7 @@ from calcdx.datasets.splits import patient_folds, strata, train_val_split
 from calcdx.datasets.torch_dataset import ManifestDataset, pad_collate
 from calcdx.errors import ConfigError
 from calcdx.taxonomy import PATTERNS
+from tests.models_fixtures import make_tiny_dataset
 
 
 def _rows(n: int = 120, seed: int = 0) -> list[ManifestRow]:

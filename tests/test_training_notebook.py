@@ -7,10 +7,10 @@ from pathlib import Path
 
 import nbformat
 import pytest
-from models_fixtures import make_tiny_dataset
 from nbclient import NotebookClient
 
 from calcdx.datasets.manifest import read_manifest
+from tests.models_fixtures import make_tiny_dataset
 
 NOTEBOOK = Path(__file__).resolve().parents[1] / "notebooks" / "retrain_local_data.ipynb"
 

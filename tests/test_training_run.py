@@ -13,7 +13,6 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
-from models_fixtures import make_tiny_dataset
 from torch.utils.data import DataLoader
 
 from calcdx.cli.main import main as cli_main
@@ -25,6 +24,7 @@ from calcdx.training.config import load_config
 from calcdx.training.loop import evaluate, train_one_epoch
 from calcdx.training.losses import CalcLoss
 from calcdx.training.trainer import fit
+from tests.models_fixtures import make_tiny_dataset
 
 
 @pytest.fixture(scope="module")

@@ -193,7 +193,10 @@ def _build(data: dict[str, Any], path: str) -> KnowledgeBase:
             raise KnowledgeBaseError(f"{where}: unknown location(s) {sorted(bad_loc)}", path=path)
         criteria = []
         for c in raw["criteria"]:
-            cond = parse_condition(c["when"], where=where)
+            try:
+                cond = parse_condition(c["when"], where=where)
+            except KnowledgeBaseError as exc:
+                raise KnowledgeBaseError(exc.reason, path=path) from exc
             if cond.feature.startswith("ctx.") and cond.feature not in data["facts"]:
                 raise KnowledgeBaseError(f"{where}: condition {c['when']!r} uses unknown fact {cond.feature!r}",
                                          path=path)
