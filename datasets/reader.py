@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import os
 import re
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -27,6 +28,7 @@ from calcdx.errors import (
     InputError,
     NestingTooDeepError,
     NotDicomError,
+    TruncatedPixelDataError,
 )
 
 logger = logging.getLogger(__name__)
@@ -49,7 +51,9 @@ def open_dicom(path: str | os.PathLike[str], *, stop_before_pixels: bool = False
     if not os.path.isfile(source):
         raise NotDicomError("no such file", path=source)
     try:
-        return pydicom.dcmread(source, stop_before_pixels=stop_before_pixels)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            ds = pydicom.dcmread(source, stop_before_pixels=stop_before_pixels)
     except InvalidDicomError as exc:
         raise NotDicomError(f"not a DICOM file ({exc})", path=source) from exc
     except RecursionError as exc:
@@ -59,6 +63,10 @@ def open_dicom(path: str | os.PathLike[str], *, stop_before_pixels: bool = False
     except Exception as exc:  # pydicom raises many types for corrupt headers
         raise CorruptDicomError(f"DICOM header cannot be parsed ({type(exc).__name__}: {exc})",
                                 path=source) from exc
+    ended_early = [str(w.message) for w in caught if "end of file" in str(w.message).lower()]
+    if ended_early:
+        raise TruncatedPixelDataError(f"file ends early ({ended_early[0]})", path=source)
+    return ds
 
 
 def _positive_pair(value: object) -> tuple[float, float] | None:

@@ -76,12 +76,12 @@ def measure(image: np.ndarray, box: tuple[int, int, int, int], spacing: tuple[fl
     R0, C0 = max(r0 - pad, 0), max(c0 - pad, 0)
     R1, C1 = min(r1 + pad, image.shape[0]), min(c1 + pad, image.shape[1])
     patch = image[R0:R1, C0:C1].astype(np.float32)
-    sigma = max(3.0, 0.25 * max(r1 - r0, c1 - c0))
-    residual = patch - ndimage.gaussian_filter(patch, sigma)
+    sigma = max(3.0, 0.6 * max(r1 - r0, c1 - c0))
+    residual = patch - ndimage.gaussian_filter(patch, sigma, mode="nearest")
     inner = np.zeros(patch.shape, bool)
     inner[r0 - R0:r1 - R0, c0 - C0:c1 - C0] = True
     values = residual[inner]
-    thr = float(values.mean() + 1.0 * values.std()) if values.size else 0.0
+    thr = otsu_threshold(values) if values.size else 0.0
     deposit = (residual > thr) & inner
     deposit = ndimage.binary_opening(deposit) if deposit.sum() > 20 else deposit
     if deposit.sum() < 2:
@@ -110,6 +110,18 @@ def measure(image: np.ndarray, box: tuple[int, int, int, int], spacing: tuple[fl
                     centroid_px=(float(rows.mean() + R0), float(cols.mean() + C0)),
                     bbox_px=(int(rows.min() + R0), int(cols.min() + C0), int(rows.max() + R0 + 1),
                              int(cols.max() + C0 + 1)))
+
+
+def otsu_threshold(values: np.ndarray, bins: int = 64) -> float:
+    """Otsu's threshold of ``values`` (maximises the between-class variance)."""
+    hist, edges = np.histogram(values, bins=bins)
+    centres = (edges[:-1] + edges[1:]) / 2
+    w0 = np.cumsum(hist).astype(np.float64)
+    w1 = w0[-1] - w0
+    m0 = np.cumsum(hist * centres) / np.maximum(w0, 1)
+    m1 = ((hist * centres).sum() - np.cumsum(hist * centres)) / np.maximum(w1, 1)
+    between = w0 * w1 * (m0 - m1) ** 2
+    return float(centres[int(np.argmax(between[:-1]))]) if len(between) > 1 else float(values.mean())
 
 
 def describe_morphology(pattern: Pattern, m: Measured) -> tuple[Morphology, ...]:

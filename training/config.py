@@ -57,11 +57,14 @@ class DataConfig:
 
 @dataclass(frozen=True)
 class ModelConfig:
-    """Network: registry name, keyword arguments and an optional local pretrained file."""
+    """Network: registry name, keyword arguments, an optional local pretrained backbone file
+    (torchvision state dict) and an optional ``init_from`` (a calcdx state dict of the same
+    architecture: ``model.safetensors`` or a run's ``best_state.pt`` / ``last.pt``) to fine-tune."""
 
     architecture: str = "resnet18"
     kwargs: dict[str, Any] = field(default_factory=dict)
     pretrained: str = ""
+    init_from: str = ""
 
 
 @dataclass(frozen=True)

@@ -106,6 +106,26 @@ def _lr_lambda(warmup: int, total: int, clock: _Clock | None = None) -> Any:
     return f
 
 
+def _init_from(model: torch.nn.Module, path: Path) -> None:
+    """Load a full calcdx state dict (safetensors, or a run file read with ``weights_only=True``).
+
+    Raises:
+        ConfigError: unreadable file or weights of another architecture.
+    """
+    try:
+        if path.suffix == ".safetensors":
+            from safetensors.torch import load_file
+
+            state = load_file(str(path))
+        else:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+            state = state.get("model", state) if isinstance(state, dict) else state
+        model.load_state_dict(state)
+    except (OSError, RuntimeError, ValueError) as exc:
+        raise ConfigError(f"model.init_from: cannot load {path}: {exc}") from exc
+    logger.info("initialised from %s", path)
+
+
 def _eval_loader(ds: ManifestDataset | Subset[Any], workers: int) -> DataLoader[Any]:
     return DataLoader(ds, batch_size=1, shuffle=False, num_workers=workers, collate_fn=pad_collate,
                       persistent_workers=False)
@@ -167,6 +187,8 @@ def fit(cfg: TrainConfig, *, stop_after_epochs: int = 0) -> FitResult:
 
     model = create_model(cfg.model.architecture, num_classes=len(CLASSES),
                          pretrained=cfg.model.pretrained or None, **cfg.model.kwargs).to(info.device)
+    if cfg.model.init_from:
+        _init_from(model, Path(cfg.model.init_from))
     labels = np.array([r.label_vector() for r in train_rows], dtype=np.float32)
     pos_weight = (torch.from_numpy(balanced_pos_weight(labels, cfg.loss.max_pos_weight))
                   if cfg.loss.class_weighting == "balanced" else None)

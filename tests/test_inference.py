@@ -1,0 +1,230 @@
+"""Batch inference end to end: real DICOM in, JSON/CSV/SR/overlays out, checked with real tools."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from importlib.resources import files
+from pathlib import Path
+
+import highdicom as hd
+import jsonschema
+import numpy as np
+import pydicom
+import pytest
+
+from calcdx.cli.main import main
+from calcdx.datasets.radiograph import Radiograph, SpacingSource
+from calcdx.findings import Finding, Margin
+from calcdx.inference import Predictor
+from calcdx.inference.findings import measure
+from calcdx.inference.sr import build_sr, referenced_uids
+from calcdx.taxonomy import PATTERN_CODES, LocationClass, Pattern
+from tests.reader_fixtures import sample_file
+
+REPO = Path(__file__).resolve().parents[1]
+EXAMPLES = REPO / "examples"
+CALCDX = str(Path(sys.executable).with_name("calcdx"))
+SCHEMA = json.loads(files("calcdx.inference").joinpath("schema/result-v1.json").read_text())
+
+
+def _tool(name: str) -> str:
+    path = shutil.which(name)
+    if path is None:
+        if os.environ.get("CI"):
+            pytest.fail(f"{name} must be installed in CI (make system-deps)")
+        pytest.skip(f"{name} not installed")
+    return path
+
+
+def _dciodvfy_errors(path: Path) -> list[str]:
+    result = subprocess.run([_tool("dciodvfy"), str(path)], capture_output=True, text=True)
+    return [ln for ln in (result.stdout + result.stderr).splitlines() if ln.startswith("Error")]
+
+
+@pytest.fixture(scope="module")
+def batch(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Three example studies plus bad inputs, predicted once through the real CLI."""
+    src = tmp_path_factory.mktemp("in")
+    for name in ("img000004.dcm", "img000010.dcm", "img000012.dcm"):
+        shutil.copy(EXAMPLES / name, src / name)
+    shutil.copy(sample_file("CT_small.dcm"), src / "ct.dcm")
+    data = (EXAMPLES / "img000002.dcm").read_bytes()
+    (src / "truncated.dcm").write_bytes(data[: len(data) // 3])
+    (src / "notes.bin").write_bytes(b"not a dicom file at all")
+    out = tmp_path_factory.mktemp("out")
+    result = subprocess.run([CALCDX, "predict", str(src), "--out", str(out), "--no-progress"], capture_output=True,
+                            text=True, timeout=600)
+    assert result.returncode == 1, result.stderr  # some files failed: the exit code says so
+    return out
+
+
+def test_bad_files_are_listed_and_do_not_stop_the_batch(batch: Path) -> None:
+    rows = list(csv.DictReader((batch / "failures.csv").open()))
+    by_name = {Path(r["path"]).name: r for r in rows}
+    assert by_name["ct.dcm"]["code"] == "E_NOT_RADIOGRAPH" and "modality CT" in by_name["ct.dcm"]["reason"]
+    assert by_name["truncated.dcm"]["code"] in {"E_TRUNCATED", "E_CORRUPT", "E_NOT_DICOM"}
+    assert by_name["notes.bin"]["code"] == "E_NOT_DICOM"
+    studies = [p for p in batch.glob("*.json")]
+    assert len(studies) >= 3
+
+
+def test_study_json_follows_the_shipped_schema(batch: Path) -> None:
+    for path in batch.glob("*.json"):
+        data = json.loads(path.read_text())
+        jsonschema.validate(data, SCHEMA)
+        assert len(data["model"]["weights_sha256"]) == 64
+        for image in data["images"]:
+            assert image["spacing_source"] in {s.value for s in SpacingSource}
+            for finding in image["findings"]:
+                assert finding["differential"]["ranking"][0]["citation"]["document"]
+
+
+def test_summary_csv_has_one_row_per_finding_or_image(batch: Path) -> None:
+    rows = list(csv.DictReader((batch / "summary.csv").open()))
+    images = sum(len(json.loads(p.read_text())["images"]) for p in batch.glob("*.json"))
+    assert len({r["sop_instance_uid"] for r in rows}) == images
+
+
+def test_sr_is_valid_reads_back_and_references_the_sources(batch: Path) -> None:
+    srs = sorted(batch.glob("*_sr.dcm"))
+    assert srs
+    for path in srs:
+        assert _dciodvfy_errors(path) == []
+        dump = subprocess.run([_tool("dsrdump"), str(path)], capture_output=True, text=True)
+        assert dump.returncode == 0 and "Imaging Measurement Report" in dump.stdout
+        sr = hd.sr.srread(path)
+        study = json.loads(next(p for p in batch.glob("*.json")
+                                if json.loads(p.read_text())["study_instance_uid"] == sr.StudyInstanceUID)
+                           .read_text())
+        assert {i["sop_instance_uid"] for i in study["images"]} <= {str(u) for u in referenced_uids(sr)}
+        groups = sr.content.get_planar_roi_measurement_groups()
+        n_findings = sum(len(i["findings"]) for i in study["images"])
+        assert len(groups) == n_findings
+
+
+def test_overlays_exist_as_png_and_valid_secondary_capture(batch: Path) -> None:
+    pngs = sorted(batch.glob("*_overlay.png"))
+    scs = sorted(batch.glob("*_overlay.dcm"))
+    assert pngs and len(pngs) == len(scs)
+    for path in scs:
+        assert _dciodvfy_errors(path) == []
+        ds = pydicom.dcmread(path)
+        assert ds.SourceImageSequence[0].ReferencedSOPInstanceUID
+
+
+def _finding(pattern: Pattern, box: tuple[int, int, int, int]) -> Finding:
+    return Finding(pattern=pattern, probability=0.91, bbox_px=box, centroid_px=((box[0] + box[2]) / 2,
+                   (box[1] + box[3]) / 2), long_axis_mm=9.5, short_axis_mm=4.0, area_mm2=30.0, margin=Margin.WELL_DEFINED,
+                   location_class=LocationClass.TENDON, pixel_spacing_mm=(0.2, 0.2))
+
+
+def test_sr_has_one_group_per_finding_with_codes_and_measurements(tmp_path: Path) -> None:
+    source = pydicom.dcmread(EXAMPLES / "img000011.dcm", stop_before_pixels=True)
+    findings = [_finding(Pattern.HADD, (100, 120, 140, 170)), _finding(Pattern.TUMORAL_CALCINOSIS, (300, 300, 400, 420))]
+    identity = {"name": "test", "version": "1", "weights_sha256": "0" * 64}
+    sr = build_sr([source], {source.SOPInstanceUID: findings}, {source.SOPInstanceUID: ["diff 1", "diff 2"]},
+                  model_identity=identity, study_summary="summary", image_probabilities={
+                      source.SOPInstanceUID: {"hadd": 0.91, "tumoral_calcinosis": 0.8}})
+    path = tmp_path / "sr.dcm"
+    sr.save_as(path, enforce_file_format=True)
+    assert _dciodvfy_errors(path) == []
+    back = hd.sr.srread(path)
+    groups = back.content.get_planar_roi_measurement_groups()
+    assert len(groups) == 2
+    codes = {g.finding_type.value for g in groups}
+    assert codes == {PATTERN_CODES[Pattern.HADD].value, PATTERN_CODES[Pattern.TUMORAL_CALCINOSIS].value}
+    names = {m.name.meaning: m.value for m in groups[0].get_measurements()}
+    assert names["Long Axis"] == pytest.approx(9.5) and names["Calibrated probability"] == pytest.approx(0.91)
+    assert groups[0].roi.ContentSequence[0].ReferencedSOPSequence[0].ReferencedSOPInstanceUID == source.SOPInstanceUID
+    assert back.StudyInstanceUID == source.StudyInstanceUID and back.PatientID == source.PatientID
+
+
+def test_measurement_of_a_known_ellipse() -> None:
+    spacing = (0.2, 0.2)
+    yy, xx = np.mgrid[:200, :200]
+    image = np.full((200, 200), 0.3, np.float32)
+    inside = ((yy - 100) / 25.0) ** 2 + ((xx - 100) / 50.0) ** 2 <= 1  # 10 mm x 20 mm
+    image[inside] = 0.8
+    m = measure(image, (70, 45, 130, 155), spacing)
+    assert m.long_mm == pytest.approx(20.0, abs=1.0)
+    assert m.short_mm == pytest.approx(10.0, abs=1.0)
+    assert m.margin is Margin.WELL_DEFINED and m.count == 1
+    assert m.density > 0.3
+
+
+def test_a_chest_radiograph_is_not_silently_labelled() -> None:
+    predictor = Predictor()
+    if not predictor.card.ood:
+        pytest.fail("the shipped model card must carry out-of-distribution statistics")
+    from calcdx.datasets.reader import read_radiograph
+
+    chest: Radiograph = read_radiograph(sample_file("RG1_UNCR.dcm"))
+    result = predictor.analyze(chest)
+    assert result.status == "not_analyzed" and "out of distribution" in result.reason
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.mark.slow
+def test_sigkill_mid_batch_then_resume_loses_and_duplicates_nothing(tmp_path: Path) -> None:
+    src = tmp_path / "in"
+    src.mkdir()
+    names = sorted(p.name for p in EXAMPLES.glob("*.dcm"))[:6]
+    for name in names:
+        shutil.copy(EXAMPLES / name, src / name)
+    out = tmp_path / "out"
+    proc = subprocess.Popen([CALCDX, "predict", str(src), "--out", str(out), "--no-progress", "--no-overlay"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.time() + 300
+    while time.time() < deadline and len(list(out.glob("*.json"))) < 2:
+        time.sleep(0.2)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    done_before = {p.name: p.stat().st_mtime_ns for p in out.glob("*.json")}
+    assert 1 <= len(done_before) < 6
+    result = subprocess.run([CALCDX, "predict", str(src), "--out", str(out), "--no-progress", "--no-overlay"],
+                            capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr
+    assert "already done" in result.stderr
+    after = {p.name: p.stat().st_mtime_ns for p in out.glob("*.json")}
+    assert len(after) == 6
+    assert all(after[name] == mtime for name, mtime in done_before.items())  # finished studies not redone
+    rows = list(csv.DictReader((out / "summary.csv").open()))
+    assert len({r["sop_instance_uid"] for r in rows}) == 6
+    assert not list(out.glob(".*.tmp"))
+
+
+@pytest.mark.slow
+def test_rank_sharded_run_merges_to_the_single_process_result(tmp_path: Path) -> None:
+    src = tmp_path / "in"
+    src.mkdir()
+    for name in sorted(p.name for p in EXAMPLES.glob("*.dcm"))[:4]:
+        shutil.copy(EXAMPLES / name, src / name)
+    single = tmp_path / "single"
+    assert main(["predict", str(src), "--out", str(single), "--no-progress", "--no-overlay", "--no-sr"]) == 0
+    sharded = tmp_path / "sharded"
+    port = str(_free_port())
+    procs = [subprocess.Popen([CALCDX, "predict", str(src), "--out", str(sharded), "--no-progress", "--no-overlay",
+                               "--no-sr"], env={**os.environ, "RANK": str(r), "WORLD_SIZE": "2",
+                                                "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": port})
+             for r in range(2)]
+    assert [p.wait(timeout=600) for p in procs] == [0, 0]
+
+    def rows(folder: Path) -> set[tuple[str, str, str]]:
+        return {(r["sop_instance_uid"], r["pattern"], r["probability"]) for r in csv.DictReader(
+            (folder / "summary.csv").open())}
+
+    assert rows(sharded) == rows(single)
+    assert (sharded / "failures-rank0.csv").exists() and (sharded / "failures-rank1.csv").exists()
