@@ -1,0 +1,95 @@
+"""Inference throughput side by side on the same DICOM files.
+
+    python benchmarks/inference_throughput.py [--n 100] [--workers 1]
+
+Prints, for N copies of the bundled example radiographs:
+  * calcdx end to end (`calcdx predict` pipeline: read, resample, model, findings, rules, JSON; no SR/overlay)
+    images/s and peak RSS;
+  * calcdx forward-pass-only bound: the model alone on the same model-grid images, batch 1;
+  * TorchXRayVision: its DICOM reader + DenseNet-121 (weights=None) at 224 px, if installed
+    (`pip install -e '.[bench]'`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import resource
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from calcdx.datasets.reader import read_radiograph
+from calcdx.inference import Predictor, run_batch
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+
+
+def copies(n: int, folder: Path) -> list[Path]:
+    import pydicom
+    from pydicom.uid import generate_uid
+
+    sources = sorted(EXAMPLES.glob("*.dcm"))
+    out = []
+    for i in range(n):
+        ds = pydicom.dcmread(sources[i % len(sources)])
+        ds.SOPInstanceUID = generate_uid()
+        ds.StudyInstanceUID = generate_uid()
+        ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+        path = folder / f"c{i:05d}.dcm"
+        ds.save_as(path, enforce_file_format=True)
+        out.append(path)
+    return out
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--n", type=int, default=100)
+    parser.add_argument("--workers", type=int, default=1)
+    args = parser.parse_args()
+    tmp = Path(tempfile.mkdtemp())
+    try:
+        (tmp / "in").mkdir()
+        paths = copies(args.n, tmp / "in")
+        predictor = Predictor()
+        start = time.perf_counter()
+        report = run_batch(paths, tmp / "out", predictor, workers=args.workers, write_sr=False,
+                           write_overlays=False, progress=False)
+        e2e = report.n_images / (time.perf_counter() - start)
+        grids = [predictor.to_grid(read_radiograph(p)) for p in paths[: min(20, len(paths))]]
+        start = time.perf_counter()
+        with torch.inference_mode():
+            for g in grids:
+                predictor.model(torch.from_numpy(g)[None, None])
+        forward = len(grids) / (time.perf_counter() - start)
+        shape = np.mean([g.shape for g in grids], axis=0)
+        print(f"images: {args.n}, model grid {predictor.card.input_spacing_mm} mm/px (mean {shape[0]:.0f}x{shape[1]:.0f} px)")
+        print(f"calcdx end to end      {e2e:7.2f} images/s   peak RSS {peak_rss_mb():7.0f} MB")
+        print(f"calcdx forward only    {forward:7.2f} images/s   (end to end = {e2e / forward:.2f} x forward)")
+        try:
+            import torchxrayvision as xrv
+        except ImportError:
+            print("TorchXRayVision        not installed (pip install -e '.[bench]')")
+            return
+        model = xrv.models.DenseNet(weights=None).eval()
+        start = time.perf_counter()
+        with torch.inference_mode():
+            for p in paths[: min(50, len(paths))]:
+                img = xrv.utils.read_xray_dcm(str(p))
+                img = xrv.datasets.XRayResizer(224)(xrv.datasets.XRayCenterCrop()(img[None]))
+                model(torch.from_numpy(img)[None].float())
+        txrv = min(50, len(paths)) / (time.perf_counter() - start)
+        print(f"TorchXRayVision 224 px {txrv:7.2f} images/s   (calcdx / TXRV = {e2e / txrv:.2f})")
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
