@@ -47,7 +47,9 @@ def main() -> None:
                 r = read_radiograph(path)
             seconds = (time.perf_counter() - start) / args.repeat
             mb = r.image.nbytes / 1e6
-            print(f"{label:10s} {pydicom.uid.UID(r.transfer_syntax_uid).name:48s} {1 / seconds:7.2f} {mb / seconds:7.1f}")
+            print(
+                f"{label:10s} {pydicom.uid.UID(r.transfer_syntax_uid).name:48s} {1 / seconds:7.2f} {mb / seconds:7.1f}"
+            )
 
 
 if __name__ == "__main__":

@@ -60,8 +60,9 @@ def main() -> None:
         paths = copies(args.n, tmp / "in")
         predictor = Predictor()
         start = time.perf_counter()
-        report = run_batch(paths, tmp / "out", predictor, workers=args.workers, write_sr=False,
-                           write_overlays=False, progress=False)
+        report = run_batch(
+            paths, tmp / "out", predictor, workers=args.workers, write_sr=False, write_overlays=False, progress=False
+        )
         e2e = report.n_images / (time.perf_counter() - start)
         grids = [predictor.to_grid(read_radiograph(p)) for p in paths[: min(20, len(paths))]]
         start = time.perf_counter()
@@ -70,7 +71,10 @@ def main() -> None:
                 predictor.model(torch.from_numpy(g)[None, None])
         forward = len(grids) / (time.perf_counter() - start)
         shape = np.mean([g.shape for g in grids], axis=0)
-        print(f"images: {args.n}, model grid {predictor.card.input_spacing_mm} mm/px (mean {shape[0]:.0f}x{shape[1]:.0f} px)")
+        print(
+            f"images: {args.n}, model grid {predictor.card.input_spacing_mm} mm/px "
+            f"(mean {shape[0]:.0f}x{shape[1]:.0f} px)"
+        )
         print(f"calcdx end to end      {e2e:7.2f} images/s   peak RSS {peak_rss_mb():7.0f} MB")
         print(f"calcdx forward only    {forward:7.2f} images/s   (end to end = {e2e / forward:.2f} x forward)")
         try:

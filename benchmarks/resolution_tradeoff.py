@@ -31,8 +31,7 @@ def _ellipse(rr: np.ndarray, cc: np.ndarray, r: float, c: float, a: float, b: fl
     return (u / a) ** 2 + (v / b) ** 2 <= 1.0
 
 
-def _lesion(kind: str, rr: np.ndarray, cc: np.ndarray, rng: np.random.Generator, px: float
-            ) -> tuple[np.ndarray, float]:
+def _lesion(kind: str, rr: np.ndarray, cc: np.ndarray, rng: np.random.Generator, px: float) -> tuple[np.ndarray, float]:
     """(mask, attenuation contrast) of one lesion; sizes drawn in mm and converted by ``px``."""
     n = rr.shape[0]
     r, c = rng.uniform(0.15, 0.85, 2) * n
@@ -63,8 +62,7 @@ def _lesion(kind: str, rr: np.ndarray, cc: np.ndarray, rng: np.random.Generator,
     m = np.zeros(rr.shape, bool)
     for _ in range(rng.integers(4, 8)):
         rs, cs = rng.uniform(0.1, 0.9, 2) * n
-        m |= _ellipse(rr, cc, rs, cs, rng.uniform(10, 30) * mm, rng.uniform(0.6, 1.5) * mm,
-                      th + rng.normal(0, 0.2))
+        m |= _ellipse(rr, cc, rs, cs, rng.uniform(10, 30) * mm, rng.uniform(0.6, 1.5) * mm, th + rng.normal(0, 0.2))
     return m, rng.uniform(0.2, 0.4)
 
 
@@ -99,8 +97,13 @@ def make_proxy(out: Path, n: int, seed: int) -> Path:
             mp = out / f"img{i:04d}_{k}.npz"
             np.savez_compressed(mp, mask=m)
             r_, c_ = np.nonzero(m)
-            lesions.append({"kind": kind, "bbox_px": [int(r_.min()), int(c_.min()), int(r_.max()) + 1,
-                                                      int(c_.max()) + 1], "mask": mp.name})
+            lesions.append(
+                {
+                    "kind": kind,
+                    "bbox_px": [int(r_.min()), int(c_.min()), int(r_.max()) + 1, int(c_.max()) + 1],
+                    "mask": mp.name,
+                }
+            )
         for _ in range(rng.integers(0, 3)):  # look-alikes: dense dots and tram tracks
             if rng.random() < 0.5:
                 d = np.hypot(rr - rng.uniform(0, size), cc - rng.uniform(0, size))
@@ -108,9 +111,15 @@ def make_proxy(out: Path, n: int, seed: int) -> Path:
             else:
                 r0, c0, th = rng.uniform(0.2, 0.8) * size, rng.uniform(0.2, 0.8) * size, rng.uniform(0, np.pi)
                 for off in (-1.5, 1.5):
-                    mu += 0.3 * _ellipse(rr, cc, r0 + off / PROXY_SPACING * np.cos(th),
-                                         c0 - off / PROXY_SPACING * np.sin(th), 25 / PROXY_SPACING,
-                                         0.3 / PROXY_SPACING, th)
+                    mu += 0.3 * _ellipse(
+                        rr,
+                        cc,
+                        r0 + off / PROXY_SPACING * np.cos(th),
+                        c0 - off / PROXY_SPACING * np.sin(th),
+                        25 / PROXY_SPACING,
+                        0.3 / PROXY_SPACING,
+                        th,
+                    )
                 lesions.append({"kind": "arterial_medial", "bbox_px": [0, 0, 1, 1]})
         img = gaussian_filter(mu, 1.0) + rng.normal(0, 0.03, mu.shape)
         img = (img - img.min()) / (img.max() - img.min())
@@ -118,13 +127,15 @@ def make_proxy(out: Path, n: int, seed: int) -> Path:
         write_dx(dcm, img, PROXY_SPACING, f"P{i:04d}")
         ann = out / f"img{i:04d}.json"
         ann.write_text(json.dumps({"lesions": lesions}))
-        rows.append(ManifestRow(path=dcm, patient_id=f"P{i:04d}", labels=frozenset(Pattern(k) for k in kinds),
-                                annotations=ann))
+        rows.append(
+            ManifestRow(path=dcm, patient_id=f"P{i:04d}", labels=frozenset(Pattern(k) for k in kinds), annotations=ann)
+        )
     return write_manifest(out / "manifest.csv", rows)
 
 
-def run(manifest: str, spacings: list[float], crop_mm: float, steps: int, arch: str, out: Path,
-        workers: int) -> list[dict[str, object]]:
+def run(
+    manifest: str, spacings: list[float], crop_mm: float, steps: int, arch: str, out: Path, workers: int
+) -> list[dict[str, object]]:
     from calcdx.datasets.manifest import read_manifest
     from calcdx.training.config import load_config
     from calcdx.training.trainer import fit
@@ -135,22 +146,40 @@ def run(manifest: str, spacings: list[float], crop_mm: float, steps: int, arch: 
     for s in spacings:
         size = int(round(crop_mm / s / 8) * 8)
         run_dir = out / f"{arch}_{s:.2f}mm"
-        cfg = load_config(None, [f"data.manifest={manifest}", f"out_dir={run_dir}", f"data.spacing_mm={s}",
-                                 f"data.input_size_px={size}", f"model.architecture={arch}",
-                                 f"optim.epochs={epochs}",
-                                 f"optim.max_steps_per_epoch={steps}", "optim.batch_size=16",
-                                 "optim.lr=0.003",
-                                 "optim.warmup_steps=30", "progress=false", "threads=2",
-                                 f"data.num_workers={workers}", "calibration.enabled=false",
-                                 f"data.cache_dir={out / 'cache'}"])
+        cfg = load_config(
+            None,
+            [
+                f"data.manifest={manifest}",
+                f"out_dir={run_dir}",
+                f"data.spacing_mm={s}",
+                f"data.input_size_px={size}",
+                f"model.architecture={arch}",
+                f"optim.epochs={epochs}",
+                f"optim.max_steps_per_epoch={steps}",
+                "optim.batch_size=16",
+                "optim.lr=0.003",
+                "optim.warmup_steps=30",
+                "progress=false",
+                "threads=2",
+                f"data.num_workers={workers}",
+                "calibration.enabled=false",
+                f"data.cache_dir={out / 'cache'}",
+            ],
+        )
         t0 = time.perf_counter()
         res = fit(cfg)
         val = res.card.metrics["validation"] if res.card else {}
-        row = {"spacing_mm": s, "arch": arch, "steps": epochs * int(n_train // 16), "crop_px": size,
-               "train_img_s": float(np.mean([h["images_per_second"] for h in res.history])),
-               "epoch_seconds": res.history[-1]["seconds"], "val_macro_auroc": val.get("macro_auroc"),
-               "val_auroc": {k: v["auroc"] for k, v in val.get("per_class", {}).items()},
-               "wall_seconds": time.perf_counter() - t0}
+        row = {
+            "spacing_mm": s,
+            "arch": arch,
+            "steps": epochs * int(n_train // 16),
+            "crop_px": size,
+            "train_img_s": float(np.mean([h["images_per_second"] for h in res.history])),
+            "epoch_seconds": res.history[-1]["seconds"],
+            "val_macro_auroc": val.get("macro_auroc"),
+            "val_auroc": {k: v["auroc"] for k, v in val.get("per_class", {}).items()},
+            "wall_seconds": time.perf_counter() - t0,
+        }
         results.append(row)
         print(json.dumps(row), flush=True)
     return results

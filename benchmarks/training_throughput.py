@@ -64,9 +64,11 @@ def real(manifest: str, arch: str, size: int, batch: int, images: int, spacing: 
     model = create_model(arch)
     opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
     stats = train_one_epoch(model, loader, opt, CalcLoss(), device=torch.device("cpu"), epoch=0)
-    print(f"{arch:20s} {size:4d}px  real epoch of {stats.n_images} images: {stats.seconds:.1f} s/epoch, "
-          f"{stats.images_per_second:.1f} img/s (preprocessing once: {prep:.1f} s, "
-          f"{len(rows) / prep:.1f} img/s)")
+    print(
+        f"{arch:20s} {size:4d}px  real epoch of {stats.n_images} images: {stats.seconds:.1f} s/epoch, "
+        f"{stats.images_per_second:.1f} img/s (preprocessing once: {prep:.1f} s, "
+        f"{len(rows) / prep:.1f} img/s)"
+    )
 
 
 def main() -> None:
@@ -88,8 +90,10 @@ def main() -> None:
                 real(a.manifest, arch, size, a.batch, a.images, a.spacing, a.threads)
             else:
                 ips = synthetic(arch, size, a.batch, a.steps, a.threads)
-                print(f"{arch:20s} {size:4d}px  train {ips:6.1f} img/s  "
-                      f"-> {a.epoch_images / ips:7.1f} s per epoch of {a.epoch_images} images")
+                print(
+                    f"{arch:20s} {size:4d}px  train {ips:6.1f} img/s  "
+                    f"-> {a.epoch_images / ips:7.1f} s per epoch of {a.epoch_images} images"
+                )
 
 
 if __name__ == "__main__":

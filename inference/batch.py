@@ -264,4 +264,4 @@ def _percentiles(preprocessing: dict[str, Any]) -> tuple[float, float] | None:
     return None if value is None else (float(value[0]), float(value[1]))
 
 
-__all__ = ["BatchReport", "merge_outputs", "run_batch", "safe_name", "summary_rows", "atomic_write_text"]
+__all__ = ["BatchReport", "atomic_write_text", "merge_outputs", "run_batch", "safe_name", "summary_rows"]

@@ -73,13 +73,13 @@ def measure(image: np.ndarray, box: tuple[int, int, int, int], spacing: tuple[fl
     """Measure the deposit inside ``box`` (source pixels, max exclusive) of ``image``."""
     r0, c0, r1, c1 = box
     pad = max(4, (r1 - r0) // 3, (c1 - c0) // 3)
-    R0, C0 = max(r0 - pad, 0), max(c0 - pad, 0)
-    R1, C1 = min(r1 + pad, image.shape[0]), min(c1 + pad, image.shape[1])
-    patch = image[R0:R1, C0:C1].astype(np.float32)
+    row0, col0 = max(r0 - pad, 0), max(c0 - pad, 0)
+    row1, col1 = min(r1 + pad, image.shape[0]), min(c1 + pad, image.shape[1])
+    patch = image[row0:row1, col0:col1].astype(np.float32)
     sigma = max(3.0, 0.6 * max(r1 - r0, c1 - c0))
     residual = patch - ndimage.gaussian_filter(patch, sigma, mode="nearest")
     inner = np.zeros(patch.shape, bool)
-    inner[r0 - R0:r1 - R0, c0 - C0:c1 - C0] = True
+    inner[r0 - row0:r1 - row0, c0 - col0:c1 - col0] = True
     values = residual[inner]
     thr = otsu_threshold(values) if values.size else 0.0
     deposit = (residual > thr) & inner
@@ -107,9 +107,9 @@ def measure(image: np.ndarray, box: tuple[int, int, int, int], spacing: tuple[fl
     margin = Margin.WELL_DEFINED if sharpness > 0.35 else Margin.ILL_DEFINED
     return Measured(long_mm=long_mm, short_mm=short_mm, area_mm2=float(deposit.sum() * spacing[0] * spacing[1]),
                     density=density, margin=margin, count=max(count, 1),
-                    centroid_px=(float(rows.mean() + R0), float(cols.mean() + C0)),
-                    bbox_px=(int(rows.min() + R0), int(cols.min() + C0), int(rows.max() + R0 + 1),
-                             int(cols.max() + C0 + 1)))
+                    centroid_px=(float(rows.mean() + row0), float(cols.mean() + col0)),
+                    bbox_px=(int(rows.min() + row0), int(cols.min() + col0), int(rows.max() + row0 + 1),
+                             int(cols.max() + col0 + 1)))
 
 
 def otsu_threshold(values: np.ndarray, bins: int = 64) -> float:

@@ -60,8 +60,9 @@ def batch(tmp_path_factory: pytest.TempPathFactory) -> Path:
     (src / "truncated.dcm").write_bytes(data[: len(data) // 3])
     (src / "notes.bin").write_bytes(b"not a dicom file at all")
     out = tmp_path_factory.mktemp("out")
-    result = subprocess.run([CALCDX, "predict", str(src), "--out", str(out), "--no-progress"], capture_output=True,
-                            text=True, timeout=600)
+    result = subprocess.run(
+        [CALCDX, "predict", str(src), "--out", str(out), "--no-progress"], capture_output=True, text=True, timeout=600
+    )
     assert result.returncode == 1, result.stderr  # some files failed: the exit code says so
     return out
 
@@ -101,9 +102,13 @@ def test_sr_is_valid_reads_back_and_references_the_sources(batch: Path) -> None:
         dump = subprocess.run([_tool("dsrdump"), str(path)], capture_output=True, text=True)
         assert dump.returncode == 0 and "Imaging Measurement Report" in dump.stdout
         sr = hd.sr.srread(path)
-        study = json.loads(next(p for p in batch.glob("*.json")
-                                if json.loads(p.read_text())["study_instance_uid"] == sr.StudyInstanceUID)
-                           .read_text())
+        study = json.loads(
+            next(
+                p
+                for p in batch.glob("*.json")
+                if json.loads(p.read_text())["study_instance_uid"] == sr.StudyInstanceUID
+            ).read_text()
+        )
         assert {i["sop_instance_uid"] for i in study["images"]} <= {str(u) for u in referenced_uids(sr)}
         groups = sr.content.get_planar_roi_measurement_groups()
         n_findings = sum(len(i["findings"]) for i in study["images"])
@@ -121,18 +126,35 @@ def test_overlays_exist_as_png_and_valid_secondary_capture(batch: Path) -> None:
 
 
 def _finding(pattern: Pattern, box: tuple[int, int, int, int]) -> Finding:
-    return Finding(pattern=pattern, probability=0.91, bbox_px=box, centroid_px=((box[0] + box[2]) / 2,
-                   (box[1] + box[3]) / 2), long_axis_mm=9.5, short_axis_mm=4.0, area_mm2=30.0, margin=Margin.WELL_DEFINED,
-                   location_class=LocationClass.TENDON, pixel_spacing_mm=(0.2, 0.2))
+    return Finding(
+        pattern=pattern,
+        probability=0.91,
+        bbox_px=box,
+        centroid_px=((box[0] + box[2]) / 2, (box[1] + box[3]) / 2),
+        long_axis_mm=9.5,
+        short_axis_mm=4.0,
+        area_mm2=30.0,
+        margin=Margin.WELL_DEFINED,
+        location_class=LocationClass.TENDON,
+        pixel_spacing_mm=(0.2, 0.2),
+    )
 
 
 def test_sr_has_one_group_per_finding_with_codes_and_measurements(tmp_path: Path) -> None:
     source = pydicom.dcmread(EXAMPLES / "img000011.dcm", stop_before_pixels=True)
-    findings = [_finding(Pattern.HADD, (100, 120, 140, 170)), _finding(Pattern.TUMORAL_CALCINOSIS, (300, 300, 400, 420))]
+    findings = [
+        _finding(Pattern.HADD, (100, 120, 140, 170)),
+        _finding(Pattern.TUMORAL_CALCINOSIS, (300, 300, 400, 420)),
+    ]
     identity = {"name": "test", "version": "1", "weights_sha256": "0" * 64}
-    sr = build_sr([source], {source.SOPInstanceUID: findings}, {source.SOPInstanceUID: ["diff 1", "diff 2"]},
-                  model_identity=identity, study_summary="summary", image_probabilities={
-                      source.SOPInstanceUID: {"hadd": 0.91, "tumoral_calcinosis": 0.8}})
+    sr = build_sr(
+        [source],
+        {source.SOPInstanceUID: findings},
+        {source.SOPInstanceUID: ["diff 1", "diff 2"]},
+        model_identity=identity,
+        study_summary="summary",
+        image_probabilities={source.SOPInstanceUID: {"hadd": 0.91, "tumoral_calcinosis": 0.8}},
+    )
     path = tmp_path / "sr.dcm"
     sr.save_as(path, enforce_file_format=True)
     assert _dciodvfy_errors(path) == []
@@ -185,8 +207,12 @@ def test_sigkill_mid_batch_then_resume_loses_and_duplicates_nothing(tmp_path: Pa
     for name in names:
         shutil.copy(EXAMPLES / name, src / name)
     out = tmp_path / "out"
-    proc = subprocess.Popen([CALCDX, "predict", str(src), "--out", str(out), "--no-progress", "--no-overlay"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    proc = subprocess.Popen(
+        [CALCDX, "predict", str(src), "--out", str(out), "--no-progress", "--no-overlay"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     deadline = time.time() + 300
     while time.time() < deadline and len(list(out.glob("*.json"))) < 2:
         time.sleep(0.2)
@@ -194,8 +220,12 @@ def test_sigkill_mid_batch_then_resume_loses_and_duplicates_nothing(tmp_path: Pa
     proc.wait()
     done_before = {p.name: p.stat().st_mtime_ns for p in out.glob("*.json")}
     assert 1 <= len(done_before) < 6
-    result = subprocess.run([CALCDX, "predict", str(src), "--out", str(out), "--no-progress", "--no-overlay"],
-                            capture_output=True, text=True, timeout=600)
+    result = subprocess.run(
+        [CALCDX, "predict", str(src), "--out", str(out), "--no-progress", "--no-overlay"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert result.returncode == 0, result.stderr
     assert "already done" in result.stderr
     after = {p.name: p.stat().st_mtime_ns for p in out.glob("*.json")}
@@ -216,15 +246,20 @@ def test_rank_sharded_run_merges_to_the_single_process_result(tmp_path: Path) ->
     assert main(["predict", str(src), "--out", str(single), "--no-progress", "--no-overlay", "--no-sr"]) == 0
     sharded = tmp_path / "sharded"
     port = str(_free_port())
-    procs = [subprocess.Popen([CALCDX, "predict", str(src), "--out", str(sharded), "--no-progress", "--no-overlay",
-                               "--no-sr"], env={**os.environ, "RANK": str(r), "WORLD_SIZE": "2",
-                                                "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": port})
-             for r in range(2)]
+    procs = [
+        subprocess.Popen(
+            [CALCDX, "predict", str(src), "--out", str(sharded), "--no-progress", "--no-overlay", "--no-sr"],
+            env={**os.environ, "RANK": str(r), "WORLD_SIZE": "2", "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": port},
+        )
+        for r in range(2)
+    ]
     assert [p.wait(timeout=600) for p in procs] == [0, 0]
 
     def rows(folder: Path) -> set[tuple[str, str, str]]:
-        return {(r["sop_instance_uid"], r["pattern"], r["probability"]) for r in csv.DictReader(
-            (folder / "summary.csv").open())}
+        return {
+            (r["sop_instance_uid"], r["pattern"], r["probability"])
+            for r in csv.DictReader((folder / "summary.csv").open())
+        }
 
     assert rows(sharded) == rows(single)
     assert (sharded / "failures-rank0.csv").exists() and (sharded / "failures-rank1.csv").exists()

@@ -27,7 +27,7 @@ def _blobs(rng: np.random.Generator) -> list[bytes]:
         if kind == 0:
             blobs.append(rng.integers(0, 256, n, dtype=np.uint8).tobytes())
         elif kind == 1:
-            blobs.append(("lorem ipsum %d " % n * (n // 16 + 1)).encode()[:n])
+            blobs.append((f"lorem ipsum {n} " * (n // 16 + 1)).encode()[:n])
         else:
             blobs.append(png.getvalue()[: max(8, n % len(png.getvalue()))] + rng.bytes(n % 64))
     return blobs

@@ -114,7 +114,7 @@ def test_nuisance_parameters_are_independent_of_labels() -> None:
         r_labels, r_nuisance = _streams(9, i)[:2]
         region = cfg.regions[int(r_labels.integers(len(cfg.regions)))]
         positive = bool(sample_labels(r_labels, region, cfg))
-        acq, body, dicom, spacing, _ = sample_nuisance(r_nuisance, region, cfg)
+        acq, _body, dicom, _spacing, _ = sample_nuisance(r_nuisance, region, cfg)
         d = by_region.setdefault(region, {"pos": [], "kvp": [], "dose": [], "proc": [], "phot": []})
         d["pos"].append(positive)
         d["kvp"].append(acq.kvp)

@@ -112,7 +112,7 @@ def run_explain(args: argparse.Namespace) -> int:
         return 0
     print(f"Finding: {finding.pattern.value}, location {finding.location_class.value}"
           f"{', site ' + finding.site if finding.site else ''}"
-          f"{', %.0f mm' % finding.long_axis_mm if finding.long_axis_mm else ''}"
+          f"{f', {finding.long_axis_mm:.0f} mm' if finding.long_axis_mm else ''}"
           f"{', ' + ', '.join(m.value for m in finding.morphology) if finding.morphology else ''}")
     print(f"Known context: {context.known() or 'none'}; age {age if age is not None else 'unknown'}, "
           f"sex {sex or 'unknown'}\n")

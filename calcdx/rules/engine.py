@@ -43,18 +43,37 @@ class Facts:
     @classmethod
     def from_finding(cls, f: Finding, context: ClinicalContext, age: float | None, sex: str | None) -> Facts:
         location = None if f.location_class is LocationClass.UNKNOWN else f.location_class.value
-        return cls(pattern=f.pattern.value, location=location, site=f.site, body_part=f.body_part,
-                   morphology=tuple(m.value for m in f.morphology), margin=None if f.margin.value == "unknown"
-                   else f.margin.value, size_mm=f.long_axis_mm or None, count=f.count, distribution=f.distribution,
-                   age=age, sex=sex, context=context)
+        return cls(
+            pattern=f.pattern.value,
+            location=location,
+            site=f.site,
+            body_part=f.body_part,
+            morphology=tuple(m.value for m in f.morphology),
+            margin=None if f.margin.value == "unknown" else f.margin.value,
+            size_mm=f.long_axis_mm or None,
+            count=f.count,
+            distribution=f.distribution,
+            age=age,
+            sex=sex,
+            context=context,
+        )
 
     def value(self, feature: str) -> Any:
         if feature.startswith("ctx."):
             v = getattr(self.context, feature[4:])
         else:
-            v = {"age": self.age, "sex": self.sex, "location": self.location, "site": self.site,
-                 "body_part": self.body_part, "morphology": self.morphology, "margin": self.margin,
-                 "size_mm": self.size_mm, "count": self.count, "distribution": self.distribution}[feature]
+            v = {
+                "age": self.age,
+                "sex": self.sex,
+                "location": self.location,
+                "site": self.site,
+                "body_part": self.body_part,
+                "morphology": self.morphology,
+                "margin": self.margin,
+                "size_mm": self.size_mm,
+                "count": self.count,
+                "distribution": self.distribution,
+            }[feature]
         return UNKNOWN if v is None else v
 
     def with_value(self, feature: str, value: Any) -> Facts:
@@ -121,18 +140,24 @@ class Differential:
 
     def to_dict(self, max_entries: int | None = 10) -> dict[str, Any]:
         entries = self.entries[:max_entries] if max_entries else self.entries
-        return {"kb_version": self.kb_version, "inputs": self.inputs,
-                "ranking": [asdict(e) for e in entries], "missing_facts": self.missing_facts,
-                "most_informative_missing_fact": self.most_informative,
-                "calcinosis_cutis_subtype": self.calcinosis_cutis_subtype}
+        return {
+            "kb_version": self.kb_version,
+            "inputs": self.inputs,
+            "ranking": [asdict(e) for e in entries],
+            "missing_facts": self.missing_facts,
+            "most_informative_missing_fact": self.most_informative,
+            "calcinosis_cutis_subtype": self.calcinosis_cutis_subtype,
+        }
 
     def to_text(self, max_entries: int = 5) -> str:
         """A short reasoning for people and for the SR."""
         lines: list[str] = []
         for rank, e in enumerate(self.entries[:max_entries], start=1):
             cite = e.citation
-            lines.append(f"{rank}. {e.name} (score {e.score:+.1f}; {cite.get('document', '')[:3]} "
-                         f"\u00a7 {cite.get('section', '')})")
+            lines.append(
+                f"{rank}. {e.name} (score {e.score:+.1f}; {cite.get('document', '')[:3]} "
+                f"\u00a7 {cite.get('section', '')})"
+            )
             for ev in e.matched[:4]:
                 lines.append(f"   + {ev.text} [{ev.cite['key']}]")
             for ev in e.against[:2]:
@@ -140,8 +165,10 @@ class Differential:
             if rank == 1 and e.workup:
                 lines.append("   work-up: " + "; ".join(w["text"] for w in e.workup[:3]))
         if self.most_informative:
-            lines.append(f"Most informative missing fact: {self.most_informative['question']} "
-                         f"({self.most_informative['effect']})")
+            lines.append(
+                f"Most informative missing fact: {self.most_informative['question']} "
+                f"({self.most_informative['effect']})"
+            )
         if self.calcinosis_cutis_subtype:
             lines.append(f"Calcinosis cutis subtype: {self.calcinosis_cutis_subtype['subtype']}")
         return "\n".join(lines) if lines else "No entity of the knowledge base explains this finding."
@@ -150,9 +177,15 @@ class Differential:
 def _score(entity: Entity, facts: Facts, kb: KnowledgeBase) -> DifferentialEntry | None:
     if facts.pattern not in entity.patterns:
         return None
-    entry = DifferentialEntry(entity_id=entity.id, name=entity.name, group=entity.group, score=entity.prior,
-                              citation=kb.citation(entity.cite), calcinosis_cutis_subtype=entity.subtype,
-                              workup=[{"text": t, "cite": kb.citation(c)} for t, c in entity.workup])
+    entry = DifferentialEntry(
+        entity_id=entity.id,
+        name=entity.name,
+        group=entity.group,
+        score=entity.prior,
+        citation=kb.citation(entity.cite),
+        calcinosis_cutis_subtype=entity.subtype,
+        workup=[{"text": t, "cite": kb.citation(c)} for t, c in entity.workup],
+    )
     w = entity.patterns[facts.pattern]
     entry.score += w
     entry.matched.append(EntryEvidence(f"pattern {facts.pattern} (weight {w:+g})", w, kb.citation(entity.cite)))
@@ -164,8 +197,9 @@ def _score(entity: Entity, facts: Facts, kb: KnowledgeBase) -> DifferentialEntry
                 entry.matched.append(EntryEvidence(f"location {facts.location}", lw, kb.citation(entity.cite)))
         else:
             entry.score += LOCATION_MISMATCH
-            entry.against.append(EntryEvidence(f"location {facts.location} is not typical", LOCATION_MISMATCH,
-                                               kb.citation(entity.cite)))
+            entry.against.append(
+                EntryEvidence(f"location {facts.location} is not typical", LOCATION_MISMATCH, kb.citation(entity.cite))
+            )
     for c in entity.criteria:
         result = evaluate(c.condition, facts)
         if result is None:
@@ -173,7 +207,8 @@ def _score(entity: Entity, facts: Facts, kb: KnowledgeBase) -> DifferentialEntry
         elif result:
             entry.score += c.weight
             (entry.matched if c.weight > 0 else entry.against).append(
-                EntryEvidence(c.why, c.weight, kb.citation(c.cite)))
+                EntryEvidence(c.why, c.weight, kb.citation(c.cite))
+            )
     entry.score = round(entry.score, 3)
     return entry
 
@@ -184,8 +219,9 @@ def _rank(facts: Facts, kb: KnowledgeBase) -> list[DifferentialEntry]:
     return sorted(entries, key=lambda x: (-x.score, order[x.entity_id]))
 
 
-def _missing(facts: Facts, ranking: list[DifferentialEntry], kb: KnowledgeBase
-             ) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
+def _missing(
+    facts: Facts, ranking: list[DifferentialEntry], kb: KnowledgeBase
+) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
     if not ranking:
         return [], None
     top = ranking[0]
@@ -203,24 +239,32 @@ def _missing(facts: Facts, ranking: list[DifferentialEntry], kb: KnowledgeBase
             new_top = alt[0]
             top_now = next((e.score for e in alt if e.entity_id == top.entity_id), top.score)
             if new_top.entity_id != top.entity_id:
-                effect = (10.0 + new_top.score - top_now,
-                          f"if {value}: {names.get(new_top.entity_id, new_top.name)} would rank first")
+                effect = (
+                    10.0 + new_top.score - top_now,
+                    f"if {value}: {names.get(new_top.entity_id, new_top.name)} would rank first",
+                )
             else:
                 delta = top_now - top.score
-                effect = (abs(delta), f"if {value}: {top.name} would {'gain' if delta > 0 else 'lose'} "
-                          f"{abs(delta):.1f}") if delta else (0.0, "would not change the ranking")
+                effect = (
+                    (abs(delta), f"if {value}: {top.name} would {'gain' if delta > 0 else 'lose'} {abs(delta):.1f}")
+                    if delta
+                    else (0.0, "would not change the ranking")
+                )
             if effect[0] > best[0]:
                 best = effect
-        out.append({"fact": feature, "question": spec.get("question", feature), "effect": best[1],
-                    "impact": round(best[0], 2)})
+        out.append(
+            {"fact": feature, "question": spec.get("question", feature), "effect": best[1], "impact": round(best[0], 2)}
+        )
     out.sort(key=lambda d: (-d["impact"], d["fact"]))
     most = out[0] if out and out[0]["impact"] > 0 else None
     return out, most
 
 
 def _subtype(facts: Facts, ranking: list[DifferentialEntry]) -> dict[str, Any] | None:
-    if facts.location not in (LocationClass.SUBCUTANEOUS.value,) and not (
-            facts.pattern in ("calcinosis_universalis", "tumoral_calcinosis")):
+    if facts.location not in (LocationClass.SUBCUTANEOUS.value,) and facts.pattern not in (
+        "calcinosis_universalis",
+        "tumoral_calcinosis",
+    ):
         return None
     for e in ranking:
         if e.calcinosis_cutis_subtype:
@@ -228,35 +272,51 @@ def _subtype(facts: Facts, ranking: list[DifferentialEntry]) -> dict[str, Any] |
     return None
 
 
-def explain(findings: Sequence[Finding], context: ClinicalContext | None = None, *,
-            patient_age_years: float | None = None, patient_sex: str | None = None,
-            knowledge_base: KnowledgeBase | None = None) -> Differential:
+def explain(
+    findings: Sequence[Finding],
+    context: ClinicalContext | None = None,
+    *,
+    patient_age_years: float | None = None,
+    patient_sex: str | None = None,
+    knowledge_base: KnowledgeBase | None = None,
+) -> Differential:
     """The differential for one finding (the first of ``findings``; see ``explain_study`` for several)."""
     if not findings:
         kb = knowledge_base or load_knowledge_base()
         return Differential([], kb.version, {}, [], None, None)
     if len(findings) > 1:
-        return explain_study(findings, context, patient_age_years=patient_age_years, patient_sex=patient_sex,
-                             knowledge_base=knowledge_base)
+        return explain_study(
+            findings,
+            context,
+            patient_age_years=patient_age_years,
+            patient_sex=patient_sex,
+            knowledge_base=knowledge_base,
+        )
     kb = knowledge_base or load_knowledge_base()
     context = context or ClinicalContext()
     facts = Facts.from_finding(findings[0], context, patient_age_years, patient_sex)
     ranking = _rank(facts, kb)
     missing, most = _missing(facts, ranking, kb)
-    inputs = {"finding": {k: v for k, v in asdict(facts).items() if k != "context"},
-              "context": context.known()}
+    inputs = {"finding": {k: v for k, v in asdict(facts).items() if k != "context"}, "context": context.known()}
     return Differential(ranking, kb.version, inputs, missing, most, _subtype(facts, ranking))
 
 
-def explain_study(findings: Sequence[Finding], context: ClinicalContext | None = None, *,
-                  patient_age_years: float | None = None, patient_sex: str | None = None,
-                  knowledge_base: KnowledgeBase | None = None) -> Differential:
+def explain_study(
+    findings: Sequence[Finding],
+    context: ClinicalContext | None = None,
+    *,
+    patient_age_years: float | None = None,
+    patient_sex: str | None = None,
+    knowledge_base: KnowledgeBase | None = None,
+) -> Differential:
     """Study-level differential: each entity keeps its best per-finding score, plus 0.5 for every
     other finding whose pattern it also explains (one disease explaining several findings)."""
     kb = knowledge_base or load_knowledge_base()
     context = context or ClinicalContext()
-    per = [explain([f], context, patient_age_years=patient_age_years, patient_sex=patient_sex, knowledge_base=kb)
-           for f in findings]
+    per = [
+        explain([f], context, patient_age_years=patient_age_years, patient_sex=patient_sex, knowledge_base=kb)
+        for f in findings
+    ]
     best: dict[str, DifferentialEntry] = {}
     explained: dict[str, set[int]] = {}
     for i, d in enumerate(per):
@@ -270,12 +330,15 @@ def explain_study(findings: Sequence[Finding], context: ClinicalContext | None =
         bonus = 0.5 * (len(explained[eid]) - 1)
         merged = replace(e, score=round(e.score + bonus, 3))
         if bonus:
-            merged.matched = [*e.matched, EntryEvidence(f"also explains {len(explained[eid]) - 1} other finding(s)",
-                                                        bonus, e.citation)]
+            merged.matched = [
+                *e.matched,
+                EntryEvidence(f"also explains {len(explained[eid]) - 1} other finding(s)", bonus, e.citation),
+            ]
         entries.append(merged)
     entries.sort(key=lambda x: (-x.score, order[x.entity_id]))
-    missing = sorted({m["fact"]: m for d in per for m in d.missing_facts}.values(),
-                     key=lambda m: (-m["impact"], m["fact"]))
+    missing = sorted(
+        {m["fact"]: m for d in per for m in d.missing_facts}.values(), key=lambda m: (-m["impact"], m["fact"])
+    )
     most = missing[0] if missing and missing[0]["impact"] > 0 else None
     subtype = next((d.calcinosis_cutis_subtype for d in per if d.calcinosis_cutis_subtype), None)
     inputs = {"findings": [d.inputs.get("finding") for d in per], "context": context.known()}

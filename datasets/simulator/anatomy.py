@@ -11,6 +11,7 @@ laterality and rotates for pose, masks included.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -86,8 +87,13 @@ class BoneBuilder:
             phantom.bone_outer += self.outer
 
 
-def _soft_tissue(ph: Phantom, rng: np.random.Generator, body: Body, limbs: list[tuple[Point, Point, float, float]],
-                 depth_ratio: float = 1.0) -> None:
+def _soft_tissue(
+    ph: Phantom,
+    rng: np.random.Generator,
+    body: Body,
+    limbs: list[tuple[Point, Point, float, float]],
+    depth_ratio: float = 1.0,
+) -> None:
     """Limb soft tissue: fat shell around muscle, with fascial planes (thin fat layers)."""
     g = ph.grid
     outer = g.zeros()
@@ -104,11 +110,12 @@ def _soft_tissue(ph: Phantom, rng: np.random.Generator, body: Body, limbs: list[
         for side in (-0.45, 0.4):
             start = (p0[0], p0[1] + side * r0 * body.habitus)
             direction = np.degrees(np.arctan2(p1[0] - p0[0], p1[1] - p0[1]))
-            curve = smooth_curve(rng, start, direction, float(np.hypot(p1[0] - p0[0], p1[1] - p0[1])), n=10,
-                                 wiggle_deg=3.0)
+            curve = smooth_curve(
+                rng, start, direction, float(np.hypot(p1[0] - p0[0], p1[1] - p0[1])), n=10, wiggle_deg=3.0
+            )
             planes.append(curve)
             fascia = g.zeros()
-            for a, b in zip(curve[:-1], curve[1:], strict=False):
+            for a, b in itertools.pairwise(curve):
                 np.maximum(fascia, capsule(g, tuple(a), tuple(b), 0.8, 0.8), out=fascia)
             fascia = np.minimum(fascia * 6.0, muscle * 0.25)
             muscle -= fascia
@@ -156,10 +163,16 @@ def _knee(ph: Phantom, rng: np.random.Generator, body: Body) -> None:
         patella.part("ellipsoid", yj - 32, cx + 2, 21, 20, 11, cortex=1.2)
     patella.finish(ph, rng, d)
     ph.landmarks.update(
-        joint_line=yj, joint_centre=(yj, cx), condyles=condyles, plateau_top=top, half_width=40,
+        joint_line=yj,
+        joint_centre=(yj, cx),
+        condyles=condyles,
+        plateau_top=top,
+        half_width=40,
         menisci=[(yj, cx - 30), (yj, cx + 30)] if not lateral else [(yj, cx - 14), (yj, cx + 20)],
-        tendons=[("quadriceps tendon", (yj - 60, cx + (0 if not lateral else -36)), 90.0),
-                 ("patellar tendon", (yj + 15, cx + (0 if not lateral else -34)), 90.0)],
+        tendons=[
+            ("quadriceps tendon", (yj - 60, cx + (0 if not lateral else -36)), 90.0),
+            ("patellar tendon", (yj + 15, cx + (0 if not lateral else -34)), 90.0),
+        ],
         periarticular=[(yj - 10, cx - 55), (yj - 10, cx + 55), (yj + 25, cx - 48)],
         shaft=((0, cx), (yj - 40, cx)),
         artery=[(0, cx + 6), (h, cx + 10)],
@@ -172,8 +185,13 @@ def _shoulder(ph: Phantom, rng: np.random.Generator, body: Body) -> None:
     h, w = g.shape[0] * g.spacing_mm, g.shape[1] * g.spacing_mm
     hy, hx = h * rng.uniform(0.38, 0.45), w * rng.uniform(0.55, 0.62)  # humeral head centre
     r = rng.uniform(22, 26)
-    _soft_tissue(ph, rng, body, [((hy - 30, hx - 80), (hy - 10, hx + 30), 70, 60), ((hy, hx + 10), (h, hx + 18), 48, 42)],
-                 depth_ratio=1.2)
+    _soft_tissue(
+        ph,
+        rng,
+        body,
+        [((hy - 30, hx - 80), (hy - 10, hx + 30), 70, 60), ((hy, hx + 10), (h, hx + 18), 48, 42)],
+        depth_ratio=1.2,
+    )
     d = body.bone_density
     humerus = BoneBuilder(g)
     humerus.part("ellipsoid", hy, hx, r, r, r, cortex=1.2)
@@ -192,12 +210,17 @@ def _shoulder(ph: Phantom, rng: np.random.Generator, body: Body) -> None:
     clav.finish(ph, rng, d)
     insertion = (hy - r * 0.95, hx + r * 0.75)
     ph.landmarks.update(
-        joint_line=hy, joint_centre=(hy, gx), glenoid=(hy, gx, r * 0.9),
-        tendons=[("supraspinatus tendon", (insertion[0] - rng.uniform(3, 8), insertion[1] - rng.uniform(8, 16)), 10.0),
-                 ("infraspinatus tendon", (insertion[0] + 8, insertion[1] + 4), 60.0),
-                 ("subscapularis tendon", (hy + 4, hx - r * 0.4), 0.0)],
+        joint_line=hy,
+        joint_centre=(hy, gx),
+        glenoid=(hy, gx, r * 0.9),
+        tendons=[
+            ("supraspinatus tendon", (insertion[0] - rng.uniform(3, 8), insertion[1] - rng.uniform(8, 16)), 10.0),
+            ("infraspinatus tendon", (insertion[0] + 8, insertion[1] + 4), 60.0),
+            ("subscapularis tendon", (hy + 4, hx - r * 0.4), 0.0),
+        ],
         periarticular=[(hy - r - 30, hx + 20), (hy + r + 10, hx + 35), (hy + 10, hx + r + 25)],
-        menisci=[(hy + r * 0.7, gx - 2)], half_width=r,
+        menisci=[(hy + r * 0.7, gx - 2)],
+        half_width=r,
         condyles=[(hy, hx, r, r)],
         shaft=((hy + r, hx + 6), (h, hx + 14)),
         artery=[(hy + r + 20, 0), (h, hx - 20)],
@@ -210,8 +233,13 @@ def _hip_pelvis(ph: Phantom, rng: np.random.Generator, body: Body) -> None:
     h, w = g.shape[0] * g.spacing_mm, g.shape[1] * g.spacing_mm
     fy, fx = h * rng.uniform(0.40, 0.46), w * rng.uniform(0.60, 0.66)
     r = rng.uniform(22, 26)
-    _soft_tissue(ph, rng, body, [((0, w * 0.4), (h * 0.45, w * 0.45), 150, 120), ((fy, fx), (h, fx + 25), 75, 65)],
-                 depth_ratio=0.6)
+    _soft_tissue(
+        ph,
+        rng,
+        body,
+        [((0, w * 0.4), (h * 0.45, w * 0.45), 150, 120), ((fy, fx), (h, fx + 25), 75, 65)],
+        depth_ratio=0.6,
+    )
     d = body.bone_density
     pelvis = BoneBuilder(g)
     pelvis.part("ellipsoid", fy - 70, fx - 45, 65, 55, 12, -25.0, cortex=2.0)  # iliac wing
@@ -230,9 +258,15 @@ def _hip_pelvis(ph: Phantom, rng: np.random.Generator, body: Body) -> None:
     femur.part("capsule", fy + 40, fx + 40, h, fx + 30, 18, 14, cortex=4.0 * d)
     femur.finish(ph, rng, d)
     ph.landmarks.update(
-        joint_line=fy, joint_centre=(fy, fx), condyles=[(fy, fx, r, r)], half_width=r,
+        joint_line=fy,
+        joint_centre=(fy, fx),
+        condyles=[(fy, fx, r, r)],
+        half_width=r,
         menisci=[(fy - r - 2, fx - 10), (fy + 26, 18)],  # labrum, symphysis
-        tendons=[("gluteus medius tendon", (fy + 2, fx + 66), 80.0), ("gluteus minimus tendon", (fy - 8, fx + 56), 60.0)],
+        tendons=[
+            ("gluteus medius tendon", (fy + 2, fx + 66), 80.0),
+            ("gluteus minimus tendon", (fy - 8, fx + 56), 60.0),
+        ],
         periarticular=[(fy - 10, fx + 75), (fy + 40, fx + 70), (fy - 45, fx + 40)],
         pelvic_soft=[(fy + 10, fx - 70), (fy + 40, fx - 90), (fy + 60, fx - 60), (fy + 20, 40)],
         gluteal_subcut=[(fy - 60, fx + 60), (fy - 40, fx + 80)],
@@ -264,8 +298,16 @@ def _hand_wrist(ph: Phantom, rng: np.random.Generator, body: Body) -> None:
     ulna.part("capsule", wy + 14, cx + 20, h, cx + 16, 8, 9, cortex=2.0 * d)
     ulna.finish(ph, rng, d)
     carpals = BoneBuilder(g)
-    for (dy, dx, ry, rx) in [(-8, -12, 8, 9), (-9, 2, 7, 7), (-8, 14, 6, 6), (-22, -18, 7, 8), (-24, -6, 7, 6),
-                             (-25, 5, 8, 7), (-23, 16, 7, 7), (-4, 18, 5, 4)]:
+    for dy, dx, ry, rx in [
+        (-8, -12, 8, 9),
+        (-9, 2, 7, 7),
+        (-8, 14, 6, 6),
+        (-22, -18, 7, 8),
+        (-24, -6, 7, 6),
+        (-25, 5, 8, 7),
+        (-23, 16, 7, 7),
+        (-4, 18, 5, 4),
+    ]:
         carpals.part("ellipsoid", wy + dy, cx + dx, ry, rx, 9, rng.uniform(-20, 20), cortex=0.8)
     carpals.finish(ph, rng, d)
     for k, dx in enumerate((-30, -15, 0, 14, 27)):
@@ -283,9 +325,15 @@ def _hand_wrist(ph: Phantom, rng: np.random.Generator, body: Body) -> None:
             start = end - total * 0.02
         bone.finish(ph, rng, d)
     ph.landmarks.update(
-        joint_line=wy, joint_centre=(wy, cx), condyles=[(wy + 8, cx - 8, 10, 20)], half_width=22,
+        joint_line=wy,
+        joint_centre=(wy, cx),
+        condyles=[(wy + 8, cx - 8, 10, 20)],
+        half_width=22,
         menisci=[(wy + 3, cx + 20)],  # TFCC
-        tendons=[("flexor carpi ulnaris tendon", (wy - 10, cx + 26), 90.0), ("extensor tendons", (wy + 25, cx - 2), 90.0)],
+        tendons=[
+            ("flexor carpi ulnaris tendon", (wy - 10, cx + 26), 90.0),
+            ("extensor tendons", (wy + 25, cx - 2), 90.0),
+        ],
         periarticular=[(wy - 50, cx - 30), (wy - 75, cx + 30), (wy + 20, cx + 30)],
         fingertips=[(t[0] + 4, t[1]) for t in rays],
         shaft=((wy + 12, cx - 8), (h, cx - 4)),
@@ -305,7 +353,11 @@ def _thigh_leg(ph: Phantom, rng: np.random.Generator, body: Body) -> None:
     femur.part("capsule", -10, bx, h + 10, bx + rng.normal(0, 4), 15, 14, cortex=5.0 * d)
     femur.finish(ph, rng, d)
     ph.landmarks.update(
-        joint_line=None, joint_centre=(h / 2, bx), condyles=[], half_width=15, menisci=[],
+        joint_line=None,
+        joint_centre=(h / 2, bx),
+        condyles=[],
+        half_width=15,
+        menisci=[],
         tendons=[("quadriceps tendon", (h * 0.9, bx), 90.0)],
         periarticular=[(h * 0.3, bx - 45), (h * 0.7, bx + 45)],
         shaft=((0, bx), (h, bx)),

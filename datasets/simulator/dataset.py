@@ -188,7 +188,7 @@ def _axes_mm(mask: np.ndarray, spacing: float) -> tuple[float, float]:
         return (float(rows.size) * spacing, float(rows.size) * spacing)
     pts = np.stack([rows, cols], 1).astype(np.float64) * spacing
     pts -= pts.mean(0)
-    evals, evecs = np.linalg.eigh(np.cov(pts.T))
+    _evals, evecs = np.linalg.eigh(np.cov(pts.T))
     proj = pts @ evecs
     ext = proj.max(0) - proj.min(0) + spacing
     return (float(ext.max()), float(ext.min()))

@@ -22,13 +22,26 @@ CR_SOP_CLASS = UID("1.2.840.10008.5.1.4.1.1.1")
 DX_PRESENTATION_SOP_CLASS = UID("1.2.840.10008.5.1.4.1.1.1.1")
 UID_ROOT = "1.2.826.0.1.3680043.10.1398."  # calcdx simulator instances
 
-BODY_PART: dict[str, str] = {"shoulder": "SHOULDER", "knee": "KNEE", "hip_pelvis": "PELVIS", "hand_wrist": "HAND",
-                             "thigh_leg": "THIGH"}
-ANATOMY_CODES: dict[str, tuple[str, str]] = {"shoulder": ("16982005", "Shoulder region"), "knee": ("72696002", "Knee"),
-                                            "hip_pelvis": ("12921003", "Pelvis"), "hand_wrist": ("85562004", "Hand"),
-                                            "thigh_leg": ("68367000", "Thigh")}
-VIEW_CODES: dict[str, tuple[str, str]] = {"AP": ("399348003", "antero-posterior"), "PA": ("399300004", "postero-anterior"),
-                                         "LAT": ("399067008", "lateral"), "OBL": ("399368009", "oblique")}
+BODY_PART: dict[str, str] = {
+    "shoulder": "SHOULDER",
+    "knee": "KNEE",
+    "hip_pelvis": "PELVIS",
+    "hand_wrist": "HAND",
+    "thigh_leg": "THIGH",
+}
+ANATOMY_CODES: dict[str, tuple[str, str]] = {
+    "shoulder": ("16982005", "Shoulder region"),
+    "knee": ("72696002", "Knee"),
+    "hip_pelvis": ("12921003", "Pelvis"),
+    "hand_wrist": ("85562004", "Hand"),
+    "thigh_leg": ("68367000", "Thigh"),
+}
+VIEW_CODES: dict[str, tuple[str, str]] = {
+    "AP": ("399348003", "antero-posterior"),
+    "PA": ("399300004", "postero-anterior"),
+    "LAT": ("399067008", "lateral"),
+    "OBL": ("399368009", "oblique"),
+}
 COMPRESSION: dict[str, UID] = {"none": ExplicitVRLittleEndian, "rle": RLELossless, "j2k": JPEG2000Lossless}
 
 
@@ -37,10 +50,26 @@ def uid_from(seed_text: str) -> UID:
     return generate_uid(prefix=UID_ROOT, entropy_srcs=[seed_text])
 
 
-def write_radiograph(path: Path, image: np.ndarray, *, spacing_mm: float, modality: str, photometric: str,
-                     bits_stored: int, compression: str, patient_id: str, study_key: str, region: str, view: str,
-                     laterality: str, kvp: float, dose_ugy: float, age_years: int, sex: str,
-                     instance_key: str) -> Dataset:
+def write_radiograph(
+    path: Path,
+    image: np.ndarray,
+    *,
+    spacing_mm: float,
+    modality: str,
+    photometric: str,
+    bits_stored: int,
+    compression: str,
+    patient_id: str,
+    study_key: str,
+    region: str,
+    view: str,
+    laterality: str,
+    kvp: float,
+    dose_ugy: float,
+    age_years: int,
+    sex: str,
+    instance_key: str,
+) -> Dataset:
     """Write ``image`` (float [0, 1], bright = dense) and return the dataset written.
 
     Stored values use ``bits_stored`` bits; MONOCHROME1 files store the inverse.  The

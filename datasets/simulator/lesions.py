@@ -45,17 +45,15 @@ def _pick(rng: np.random.Generator, items: list) -> object:
     return items[int(rng.integers(len(items)))]
 
 
-def _soft_point(ph: Phantom, rng: np.random.Generator, *, subcutaneous: bool = False, away_from_bone: float = 6.0
-                ) -> tuple[float, float]:
+def _soft_point(
+    ph: Phantom, rng: np.random.Generator, *, subcutaneous: bool = False, away_from_bone: float = 6.0
+) -> tuple[float, float]:
     """A random point in muscle (or subcutaneous fat) not overlapping bone."""
     muscle = ph.landmarks["muscle"]
     outer = ph.landmarks["soft_outer"]
     bone = ph.bone_outer
     s = ph.grid.spacing_mm
-    if subcutaneous:
-        ok = (outer > 4.0) & (muscle < 1.0)
-    else:
-        ok = muscle > 20.0
+    ok = (outer > 4.0) & (muscle < 1.0) if subcutaneous else muscle > 20.0
     ok &= bone < 0.5
     rows, cols = np.nonzero(ok[:: max(1, int(2 / s)), :: max(1, int(2 / s))])
     if rows.size == 0:
@@ -65,12 +63,23 @@ def _soft_point(ph: Phantom, rng: np.random.Generator, *, subcutaneous: bool = F
     return (rows[k] * step + rng.uniform(0, step), cols[k] * step + rng.uniform(0, step))
 
 
-def _lesion(ph: Phantom, kind: str, material: Material, thickness: np.ndarray, loc: LocationClass, site: str,
-            variant: str, visibility: str, morphology: tuple[Morphology, ...], **extra: float | str) -> Lesion:
+def _lesion(
+    ph: Phantom,
+    kind: str,
+    material: Material,
+    thickness: np.ndarray,
+    loc: LocationClass,
+    site: str,
+    variant: str,
+    visibility: str,
+    morphology: tuple[Morphology, ...],
+    **extra: float | str,
+) -> Lesion:
     return Lesion(kind, material, thickness.astype(np.float32), loc, site, variant, visibility, morphology, dict(extra))
 
 
 # ----------------------------------------------------------------------------- patterns
+
 
 def hadd(ph: Phantom, rng: np.random.Generator, visibility: str) -> Lesion:
     name, (ty, tx), direction = _pick(rng, ph.landmarks["tendons"])  # type: ignore[misc]
@@ -81,20 +90,47 @@ def hadd(ph: Phantom, rng: np.random.Generator, visibility: str) -> Lesion:
     width = rng.uniform(1.5, 4.0)
     if not resorptive:
         ellipsoid(ph.grid, ty, tx, width, length, width * 1.2, direction, out=t, scale=0.55 * v)
-        return _lesion(ph, Pattern.HADD, Material.HYDROXYAPATITE, t, LocationClass.TENDON, name, "formative_resting",
-                       visibility, (Morphology.OVAL,))
+        return _lesion(
+            ph,
+            Pattern.HADD,
+            Material.HYDROXYAPATITE,
+            t,
+            LocationClass.TENDON,
+            name,
+            "formative_resting",
+            visibility,
+            (Morphology.OVAL,),
+        )
     a = np.deg2rad(direction)
     for k in range(int(rng.integers(4, 9))):
         off = rng.normal(0, 1.0, 2) * [width, length * 0.5]
-        ellipsoid(ph.grid, ty + off[0], tx + off[1], width * rng.uniform(0.4, 0.8), length * rng.uniform(0.3, 0.6),
-                  width, direction + rng.normal(0, 20), out=t, scale=0.22 * v)
+        ellipsoid(
+            ph.grid,
+            ty + off[0],
+            tx + off[1],
+            width * rng.uniform(0.4, 0.8),
+            length * rng.uniform(0.3, 0.6),
+            width,
+            direction + rng.normal(0, 20),
+            out=t,
+            scale=0.22 * v,
+        )
         del k
     tail = length * rng.uniform(1.2, 2.2)
     end = (ty + np.sin(a) * tail, tx + np.cos(a) * tail)
     capsule(ph.grid, (ty, tx), end, width * 0.7, 0.3, out=t, scale=0.12 * v)
     t = gaussian_filter(t, 0.8 / ph.grid.spacing_mm)
-    return _lesion(ph, Pattern.HADD, Material.HYDROXYAPATITE, t, LocationClass.TENDON, name, "resorptive", visibility,
-                   (Morphology.FLUFFY, Morphology.COMET_TAIL))
+    return _lesion(
+        ph,
+        Pattern.HADD,
+        Material.HYDROXYAPATITE,
+        t,
+        LocationClass.TENDON,
+        name,
+        "resorptive",
+        visibility,
+        (Morphology.FLUFFY, Morphology.COMET_TAIL),
+    )
 
 
 def cppd(ph: Phantom, rng: np.random.Generator, visibility: str) -> Lesion:
@@ -106,33 +142,76 @@ def cppd(ph: Phantom, rng: np.random.Generator, visibility: str) -> Lesion:
     if condyles and choice < 0.5:
         for cy, cx, ry, rx in condyles:  # type: ignore[misc]
             gap = rng.uniform(1.2, 2.5)
-            start, stop = (np.deg2rad(20), np.deg2rad(160)) if ph.landmarks["region"] != "hand_wrist" else (
-                np.deg2rad(-160), np.deg2rad(-20))
+            start, stop = (
+                (np.deg2rad(20), np.deg2rad(160))
+                if ph.landmarks["region"] != "hand_wrist"
+                else (np.deg2rad(-160), np.deg2rad(-20))
+            )
             angles = np.linspace(start, stop, 24)
             pts = np.stack([cy + (ry + gap) * np.sin(angles), cx + (rx + gap) * np.cos(angles)], axis=1)
             radius = rng.uniform(0.25, 0.5)
             line = polyline_tube(g, pts, radius, depth_ratio=rng.uniform(10, 18))
             dashes = np.clip(1.0 + 0.8 * smooth_noise(rng, g.shape, 2.0 / g.spacing_mm), 0.0, 1.6)
             t += line * dashes * 0.45 * v
-        return _lesion(ph, Pattern.CPPD, Material.CPPD, t, LocationClass.INTRA_ARTICULAR, "hyaline cartilage",
-                       "hyaline_linear", visibility, (Morphology.LINEAR,))
+        return _lesion(
+            ph,
+            Pattern.CPPD,
+            Material.CPPD,
+            t,
+            LocationClass.INTRA_ARTICULAR,
+            "hyaline cartilage",
+            "hyaline_linear",
+            visibility,
+            (Morphology.LINEAR,),
+        )
     menisci = ph.landmarks.get("menisci") or []
     if menisci and choice < 0.85:
-        site = {"knee": "meniscus", "wrist": "triangular fibrocartilage complex", "shoulder": "glenoid labrum",
-                "hip": "acetabular labrum / symphysis"}.get(str(ph.landmarks.get("region_site")), "fibrocartilage")
+        site = {
+            "knee": "meniscus",
+            "wrist": "triangular fibrocartilage complex",
+            "shoulder": "glenoid labrum",
+            "hip": "acetabular labrum / symphysis",
+        }.get(str(ph.landmarks.get("region_site")), "fibrocartilage")
         for my, mx in menisci:  # type: ignore[misc]
             for k in range(int(rng.integers(2, 6))):
-                ellipsoid(g, my + rng.normal(0, 1.2), mx + rng.normal(0, 3.5), rng.uniform(0.4, 1.2), rng.uniform(1.5, 4),
-                          rng.uniform(6, 12), rng.normal(0, 25), out=t, scale=0.35 * v)
+                ellipsoid(
+                    g,
+                    my + rng.normal(0, 1.2),
+                    mx + rng.normal(0, 3.5),
+                    rng.uniform(0.4, 1.2),
+                    rng.uniform(1.5, 4),
+                    rng.uniform(6, 12),
+                    rng.normal(0, 25),
+                    out=t,
+                    scale=0.35 * v,
+                )
                 del k
         t = t * np.clip(1.0 + 0.5 * smooth_noise(rng, g.shape, 0.8 / g.spacing_mm), 0.2, 1.8)
-        return _lesion(ph, Pattern.CPPD, Material.CPPD, t, LocationClass.INTRA_ARTICULAR, site, "fibrocartilage",
-                       visibility, (Morphology.TRIANGULAR, Morphology.LINEAR))
+        return _lesion(
+            ph,
+            Pattern.CPPD,
+            Material.CPPD,
+            t,
+            LocationClass.INTRA_ARTICULAR,
+            site,
+            "fibrocartilage",
+            visibility,
+            (Morphology.TRIANGULAR, Morphology.LINEAR),
+        )
     name, (ty, tx), direction = _pick(rng, ph.landmarks["tendons"])  # type: ignore[misc]
     curve = smooth_curve(rng, (ty, tx), direction, rng.uniform(12, 30), n=8, wiggle_deg=4)
     t = polyline_tube(g, curve, rng.uniform(0.3, 0.6), depth_ratio=rng.uniform(4, 8)) * 0.4 * v
-    return _lesion(ph, Pattern.CPPD, Material.CPPD, t, LocationClass.TENDON, name, "tendon_linear", visibility,
-                   (Morphology.LINEAR,))
+    return _lesion(
+        ph,
+        Pattern.CPPD,
+        Material.CPPD,
+        t,
+        LocationClass.TENDON,
+        name,
+        "tendon_linear",
+        visibility,
+        (Morphology.LINEAR,),
+    )
 
 
 def tumoral_calcinosis(ph: Phantom, rng: np.random.Generator, visibility: str) -> Lesion:
@@ -154,9 +233,17 @@ def tumoral_calcinosis(ph: Phantom, rng: np.random.Generator, visibility: str) -
         np.maximum(t, lobule, out=t)
     t *= 0.5 * v
     morph = (Morphology.MULTILOCULATED, Morphology.FLUID_LEVEL) if fluid else (Morphology.MULTILOCULATED,)
-    return _lesion(ph, Pattern.TUMORAL_CALCINOSIS, Material.HYDROXYAPATITE, t, LocationClass.PERIARTICULAR,
-                   f"periarticular {ph.landmarks['region_site']}", "fluid_levels" if fluid else "lobulated", visibility,
-                   morph)
+    return _lesion(
+        ph,
+        Pattern.TUMORAL_CALCINOSIS,
+        Material.HYDROXYAPATITE,
+        t,
+        LocationClass.PERIARTICULAR,
+        f"periarticular {ph.landmarks['region_site']}",
+        "fluid_levels" if fluid else "lobulated",
+        visibility,
+        morph,
+    )
 
 
 def phlebolith(ph: Phantom, rng: np.random.Generator, visibility: str) -> Lesion:
@@ -174,9 +261,18 @@ def phlebolith(ph: Phantom, rng: np.random.Generator, visibility: str) -> Lesion
             outer = outer - 0.7 * ellipsoid(g, py, px, r * 0.55, r * 0.55, r * 0.55)
         t += outer
     t *= 0.8 * v
-    return _lesion(ph, Pattern.PHLEBOLITH, Material.HYDROXYAPATITE, t, LocationClass.VASCULAR,
-                   "pelvic veins" if pelvic else "venous malformation", "clustered" if n > 1 else "single", visibility,
-                   (Morphology.ROUND_RIM_LUCENT_CENTRE, Morphology.LAMINATED), count=n)
+    return _lesion(
+        ph,
+        Pattern.PHLEBOLITH,
+        Material.HYDROXYAPATITE,
+        t,
+        LocationClass.VASCULAR,
+        "pelvic veins" if pelvic else "venous malformation",
+        "clustered" if n > 1 else "single",
+        visibility,
+        (Morphology.ROUND_RIM_LUCENT_CENTRE, Morphology.LAMINATED),
+        count=n,
+    )
 
 
 def myositis_ossificans(ph: Phantom, rng: np.random.Generator, visibility: str) -> Lesion:
@@ -197,8 +293,16 @@ def myositis_ossificans(ph: Phantom, rng: np.random.Generator, visibility: str) 
     if stage == "early":
         material = Material.HYDROXYAPATITE
         for _ in range(int(rng.integers(15, 40))):
-            ellipsoid(g, sy + rng.normal(0, half_len * 0.4), cx + rng.normal(0, half_w * 0.5), rng.uniform(0.4, 1.2),
-                      rng.uniform(0.4, 1.2), 1.0, out=t, scale=0.35 * v)
+            ellipsoid(
+                g,
+                sy + rng.normal(0, half_len * 0.4),
+                cx + rng.normal(0, half_w * 0.5),
+                rng.uniform(0.4, 1.2),
+                rng.uniform(0.4, 1.2),
+                1.0,
+                out=t,
+                scale=0.35 * v,
+            )
         morph: tuple[Morphology, ...] = (Morphology.FAINT_FLECKS,)
     else:
         outer = ellipsoid(g, sy, cx, half_len, half_w, half_w, direction - 90)
@@ -208,8 +312,17 @@ def myositis_ossificans(ph: Phantom, rng: np.random.Generator, visibility: str) 
             shell = shell * np.clip(0.6 + 0.6 * smooth_noise(rng, g.shape, 3.0 / g.spacing_mm), 0.0, 1.0)
         t = (shell * 0.8 + inner * 0.15) * v
         morph = (Morphology.ZONAL_PERIPHERAL, Morphology.CLEFT_FROM_BONE)
-    return _lesion(ph, Pattern.MYOSITIS_OSSIFICANS, material, t, LocationClass.INTRAMUSCULAR,
-                   f"{ph.landmarks['region_site']} musculature", stage, visibility, morph)
+    return _lesion(
+        ph,
+        Pattern.MYOSITIS_OSSIFICANS,
+        material,
+        t,
+        LocationClass.INTRAMUSCULAR,
+        f"{ph.landmarks['region_site']} musculature",
+        stage,
+        visibility,
+        morph,
+    )
 
 
 def calcinosis_universalis(ph: Phantom, rng: np.random.Generator, visibility: str) -> Lesion:
@@ -226,14 +339,25 @@ def calcinosis_universalis(ph: Phantom, rng: np.random.Generator, visibility: st
         py, px = _soft_point(ph, rng, subcutaneous=True)
         for _k in range(int(rng.integers(1, 4))):
             r = rng.uniform(1.0, 3.0)
-            ellipsoid(g, py + rng.normal(0, 2), px + rng.normal(0, 2), r, r * rng.uniform(0.7, 1.3), r, out=t,
-                      scale=0.5 * v)
-    return _lesion(ph, Pattern.CALCINOSIS_UNIVERSALIS, Material.HYDROXYAPATITE, t, LocationClass.INTRAMUSCULAR,
-                   "fascial planes and subcutis", "sheets_and_nodules", visibility, (Morphology.SHEET, Morphology.NODULAR),
-                   distribution="diffuse")
+            ellipsoid(
+                g, py + rng.normal(0, 2), px + rng.normal(0, 2), r, r * rng.uniform(0.7, 1.3), r, out=t, scale=0.5 * v
+            )
+    return _lesion(
+        ph,
+        Pattern.CALCINOSIS_UNIVERSALIS,
+        Material.HYDROXYAPATITE,
+        t,
+        LocationClass.INTRAMUSCULAR,
+        "fascial planes and subcutis",
+        "sheets_and_nodules",
+        visibility,
+        (Morphology.SHEET, Morphology.NODULAR),
+        distribution="diffuse",
+    )
 
 
 # ----------------------------------------------------------------------------- hard negatives
+
 
 def arterial(ph: Phantom, rng: np.random.Generator, visibility: str) -> Lesion:
     v = VISIBILITY_SCALE[visibility]
@@ -251,14 +375,34 @@ def arterial(ph: Phantom, rng: np.random.Generator, visibility: str) -> Lesion:
         for sgn in (-1, 1):
             t += polyline_tube(g, curve + sgn * half * normal, 0.35, depth_ratio=6.0)
         t = t * keep * 0.45 * v
-        return _lesion(ph, HardNegative.ARTERIAL_MEDIAL, Material.HYDROXYAPATITE, t, LocationClass.VASCULAR, "artery",
-                       "tram_track", visibility, (Morphology.TRAM_TRACK,))
+        return _lesion(
+            ph,
+            HardNegative.ARTERIAL_MEDIAL,
+            Material.HYDROXYAPATITE,
+            t,
+            LocationClass.VASCULAR,
+            "artery",
+            "tram_track",
+            visibility,
+            (Morphology.TRAM_TRACK,),
+        )
     for _ in range(int(rng.integers(3, 9))):
         k = int(rng.integers(len(curve)))
         py, px = curve[k] + rng.normal(0, 1.5, 2)
-        ellipsoid(g, py, px, rng.uniform(0.6, 2.0), rng.uniform(1.0, 3.5), 2.0, rng.uniform(0, 180), out=t, scale=0.4 * v)
-    return _lesion(ph, HardNegative.ARTERIAL_INTIMAL, Material.HYDROXYAPATITE, t, LocationClass.VASCULAR, "artery",
-                   "intimal_irregular", visibility, (Morphology.IRREGULAR_INTIMAL,))
+        ellipsoid(
+            g, py, px, rng.uniform(0.6, 2.0), rng.uniform(1.0, 3.5), 2.0, rng.uniform(0, 180), out=t, scale=0.4 * v
+        )
+    return _lesion(
+        ph,
+        HardNegative.ARTERIAL_INTIMAL,
+        Material.HYDROXYAPATITE,
+        t,
+        LocationClass.VASCULAR,
+        "artery",
+        "intimal_irregular",
+        visibility,
+        (Morphology.IRREGULAR_INTIMAL,),
+    )
 
 
 def bony_spur(ph: Phantom, rng: np.random.Generator, visibility: str) -> Lesion:
@@ -277,8 +421,17 @@ def bony_spur(ph: Phantom, rng: np.random.Generator, visibility: str) -> Lesion:
         tip = (ty + np.sin(a) * -3, tx + np.cos(a) * -3)
         kind, site = HardNegative.ENTHESOPHYTE, f"{name} enthesis"
     t = capsule(g, base, tip, rng.uniform(1.5, 3.0), 0.4, depth_ratio=2.0) * 0.9
-    return _lesion(ph, kind, Material.CORTICAL_BONE, t, LocationClass.PERIARTICULAR, site, "spur", visibility,
-                   (Morphology.CONTINUOUS_WITH_BONE,))
+    return _lesion(
+        ph,
+        kind,
+        Material.CORTICAL_BONE,
+        t,
+        LocationClass.PERIARTICULAR,
+        site,
+        "spur",
+        visibility,
+        (Morphology.CONTINUOUS_WITH_BONE,),
+    )
 
 
 def osteochondromatosis(ph: Phantom, rng: np.random.Generator, visibility: str) -> Lesion:
@@ -292,8 +445,17 @@ def osteochondromatosis(ph: Phantom, rng: np.random.Generator, visibility: str) 
         rr = r * rng.uniform(0.8, 1.2)
         t += ellipsoid(g, py, px, rr, rr, rr) - 0.6 * ellipsoid(g, py, px, rr * 0.7, rr * 0.7, rr * 0.7)
     t *= 0.6 * v
-    return _lesion(ph, HardNegative.SYNOVIAL_OSTEOCHONDROMATOSIS, Material.HYDROXYAPATITE, t,
-                   LocationClass.INTRA_ARTICULAR, "joint", "ring_and_arc", visibility, (Morphology.RING_AND_ARC,))
+    return _lesion(
+        ph,
+        HardNegative.SYNOVIAL_OSTEOCHONDROMATOSIS,
+        Material.HYDROXYAPATITE,
+        t,
+        LocationClass.INTRA_ARTICULAR,
+        "joint",
+        "ring_and_arc",
+        visibility,
+        (Morphology.RING_AND_ARC,),
+    )
 
 
 def gout_tophus(ph: Phantom, rng: np.random.Generator, visibility: str) -> Lesion:
@@ -301,8 +463,17 @@ def gout_tophus(ph: Phantom, rng: np.random.Generator, visibility: str) -> Lesio
     cy, cx = _pick(rng, ph.landmarks["periarticular"])  # type: ignore[misc]
     r = rng.uniform(6, 14)
     t = ellipsoid(g, cy, cx, r, r * rng.uniform(0.8, 1.4), r) * rng.uniform(0.6, 1.0)
-    return _lesion(ph, HardNegative.GOUT_TOPHUS, Material.URATE, t, LocationClass.PERIARTICULAR, "periarticular",
-                   "tophus", visibility, (Morphology.NODULAR,))
+    return _lesion(
+        ph,
+        HardNegative.GOUT_TOPHUS,
+        Material.URATE,
+        t,
+        LocationClass.PERIARTICULAR,
+        "periarticular",
+        "tophus",
+        visibility,
+        (Morphology.NODULAR,),
+    )
 
 
 def cysticercosis(ph: Phantom, rng: np.random.Generator, visibility: str) -> Lesion:
@@ -313,10 +484,28 @@ def cysticercosis(ph: Phantom, rng: np.random.Generator, visibility: str) -> Les
     t = g.zeros()
     for _ in range(int(rng.integers(5, 20))):
         py, px = _soft_point(ph, rng)
-        ellipsoid(g, py, px, rng.uniform(1.0, 2.5), rng.uniform(2.0, 5.0), 2.0, direction + rng.normal(0, 8), out=t,
-                  scale=0.6 * v)
-    return _lesion(ph, HardNegative.CYSTICERCOSIS, Material.HYDROXYAPATITE, t, LocationClass.INTRAMUSCULAR, "muscle",
-                   "rice_grains", visibility, (Morphology.CIGAR,))
+        ellipsoid(
+            g,
+            py,
+            px,
+            rng.uniform(1.0, 2.5),
+            rng.uniform(2.0, 5.0),
+            2.0,
+            direction + rng.normal(0, 8),
+            out=t,
+            scale=0.6 * v,
+        )
+    return _lesion(
+        ph,
+        HardNegative.CYSTICERCOSIS,
+        Material.HYDROXYAPATITE,
+        t,
+        LocationClass.INTRAMUSCULAR,
+        "muscle",
+        "rice_grains",
+        visibility,
+        (Morphology.CIGAR,),
+    )
 
 
 def injection_granuloma(ph: Phantom, rng: np.random.Generator, visibility: str) -> Lesion:
@@ -326,10 +515,28 @@ def injection_granuloma(ph: Phantom, rng: np.random.Generator, visibility: str) 
     t = g.zeros()
     for _ in range(int(rng.integers(2, 7))):
         py, px = _pick(rng, spots) if spots else _soft_point(ph, rng, subcutaneous=True)  # type: ignore[misc]
-        ellipsoid(g, py + rng.normal(0, 8), px + rng.normal(0, 8), rng.uniform(1, 4), rng.uniform(1, 4), 3,
-                  rng.uniform(0, 180), out=t, scale=0.5 * v)
-    return _lesion(ph, HardNegative.INJECTION_GRANULOMA, Material.HYDROXYAPATITE, t, LocationClass.SUBCUTANEOUS,
-                   "subcutis", "granuloma", visibility, (Morphology.NODULAR,))
+        ellipsoid(
+            g,
+            py + rng.normal(0, 8),
+            px + rng.normal(0, 8),
+            rng.uniform(1, 4),
+            rng.uniform(1, 4),
+            3,
+            rng.uniform(0, 180),
+            out=t,
+            scale=0.5 * v,
+        )
+    return _lesion(
+        ph,
+        HardNegative.INJECTION_GRANULOMA,
+        Material.HYDROXYAPATITE,
+        t,
+        LocationClass.SUBCUTANEOUS,
+        "subcutis",
+        "granuloma",
+        visibility,
+        (Morphology.NODULAR,),
+    )
 
 
 def foreign_body(ph: Phantom, rng: np.random.Generator, visibility: str) -> Lesion:
@@ -339,14 +546,32 @@ def foreign_body(ph: Phantom, rng: np.random.Generator, visibility: str) -> Lesi
         ty, tx = _pick(rng, tips)  # type: ignore[misc]
         cy, cx = ty + rng.uniform(35, 50), tx
         t = ellipsoid(g, cy, cx, 2.0, 10.0, 10.0) - ellipsoid(g, cy, cx, 1.2, 9.0, 9.0)
-        return _lesion(ph, HardNegative.JEWELLERY, Material.IRON, np.clip(t, 0, None) * 0.5, LocationClass.SUBCUTANEOUS,
-                       "finger", "ring", visibility, ())
+        return _lesion(
+            ph,
+            HardNegative.JEWELLERY,
+            Material.IRON,
+            np.clip(t, 0, None) * 0.5,
+            LocationClass.SUBCUTANEOUS,
+            "finger",
+            "ring",
+            visibility,
+            (),
+        )
     py, px = _soft_point(ph, rng)
     a = rng.uniform(0, np.pi)
     length = rng.uniform(5, 25)
     t = capsule(g, (py, px), (py + np.sin(a) * length, px + np.cos(a) * length), 0.3, 0.3)
-    return _lesion(ph, HardNegative.FOREIGN_BODY, Material.IRON, t, LocationClass.SUBCUTANEOUS, "soft tissue",
-                   "needle_fragment", visibility, ())
+    return _lesion(
+        ph,
+        HardNegative.FOREIGN_BODY,
+        Material.IRON,
+        t,
+        LocationClass.SUBCUTANEOUS,
+        "soft tissue",
+        "needle_fragment",
+        visibility,
+        (),
+    )
 
 
 def skin_fold(ph: Phantom, rng: np.random.Generator, visibility: str) -> Lesion:
@@ -355,8 +580,9 @@ def skin_fold(ph: Phantom, rng: np.random.Generator, visibility: str) -> Lesion:
     curve = smooth_curve(rng, (py, px), rng.uniform(0, 360), rng.uniform(50, 120), n=10, wiggle_deg=5)
     band = polyline_tube(g, curve, rng.uniform(3, 6), depth_ratio=1.0)
     t = gaussian_filter(band, 0.3 / g.spacing_mm) * 0.8
-    return _lesion(ph, HardNegative.SKIN_FOLD, Material.MUSCLE, t, LocationClass.SUBCUTANEOUS, "skin", "fold",
-                   visibility, ())
+    return _lesion(
+        ph, HardNegative.SKIN_FOLD, Material.MUSCLE, t, LocationClass.SUBCUTANEOUS, "skin", "fold", visibility, ()
+    )
 
 
 def lead_marker(ph: Phantom, rng: np.random.Generator, visibility: str) -> Lesion:
@@ -374,8 +600,10 @@ def lead_marker(ph: Phantom, rng: np.random.Generator, visibility: str) -> Lesio
     r0 = int(rng.uniform(0.03, 0.1) * g.shape[0])
     c0 = int(rng.choice([0.04, 0.7]) * g.shape[1])
     h, w = min(glyph.shape[0], g.shape[0] - r0), min(glyph.shape[1], g.shape[1] - c0)
-    t[r0:r0 + h, c0:c0 + w] = glyph[:h, :w] * 1.0
-    return _lesion(ph, HardNegative.LEAD_MARKER, Material.LEAD, t, LocationClass.UNKNOWN, "marker", letter, visibility, ())
+    t[r0 : r0 + h, c0 : c0 + w] = glyph[:h, :w] * 1.0
+    return _lesion(
+        ph, HardNegative.LEAD_MARKER, Material.LEAD, t, LocationClass.UNKNOWN, "marker", letter, visibility, ()
+    )
 
 
 PATTERN_RENDERERS: dict[Pattern, Callable[[Phantom, np.random.Generator, str], Lesion]] = {

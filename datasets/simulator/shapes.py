@@ -7,6 +7,7 @@ exactly for that shape (no drawn intensities).
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 
 import numpy as np
@@ -95,7 +96,7 @@ def polyline_tube(grid: Grid, points: np.ndarray, radius: float, out: np.ndarray
                   scale: float = 1.0, depth_ratio: float = 1.0) -> np.ndarray:
     """A tube of constant radius along a polyline (vessels, fascial planes, streaks)."""
     tube = grid.zeros()
-    for a, b in zip(points[:-1], points[1:], strict=False):
+    for a, b in itertools.pairwise(points):
         seg = capsule(grid, tuple(a), tuple(b), radius, radius, depth_ratio=depth_ratio)
         np.maximum(tube, seg, out=tube)  # max-combine: joints are not counted twice
     if out is None:
