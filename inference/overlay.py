@@ -49,7 +49,8 @@ def write_png(path: Path, picture: Image.Image) -> Path:
     return path
 
 
-def secondary_capture(picture: Image.Image, source: Dataset, *, series_uid: str, instance_number: int) -> Dataset:
+def secondary_capture(picture: Image.Image, source: Dataset, *, series_uid: str, instance_number: int,
+                      sop_instance_uid: str | None = None) -> Dataset:
     """The overlay as an RGB Secondary Capture in the source's study (same patient and study)."""
     pixels = np.asarray(picture.convert("RGB"), dtype=np.uint8)
     sc = hd.sc.SCImage(
@@ -60,7 +61,7 @@ def secondary_capture(picture: Image.Image, source: Dataset, *, series_uid: str,
         study_instance_uid=source.StudyInstanceUID,
         series_instance_uid=series_uid,
         series_number=9002,
-        sop_instance_uid=hd.UID(),
+        sop_instance_uid=sop_instance_uid or hd.UID(),
         instance_number=instance_number,
         manufacturer="calcdx",
         patient_id=source.get("PatientID"),

@@ -77,7 +77,9 @@ def _region(finding: Finding, source: Dataset) -> hd.sr.ImageRegion:
 def build_sr(sources: Sequence[Dataset], findings_by_sop: dict[str, list[Finding]],
              differential_text: dict[str, list[str]], *, model_identity: dict[str, str],
              study_summary: str, image_probabilities: dict[str, dict[str, float]] | None = None,
-             series_number: int = 9001, sop_instance_uid: str | None = None) -> Dataset:
+             series_number: int = 9001, sop_instance_uid: str | None = None,
+    series_instance_uid: str | None = None,
+) -> Dataset:
     """Build the study's SR.
 
     Args:
@@ -153,7 +155,7 @@ def build_sr(sources: Sequence[Dataset], findings_by_sop: dict[str, list[Finding
     sr = hd.sr.Comprehensive3DSR(
         evidence=list(sources),
         content=report[0],
-        series_instance_uid=hd.UID(),
+        series_instance_uid=series_instance_uid or hd.UID(),
         series_number=series_number,
         sop_instance_uid=sop_instance_uid or hd.UID(),
         instance_number=1,

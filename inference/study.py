@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pydicom.uid import generate_uid
+
 from calcdx.datasets.radiograph import Radiograph
 from calcdx.datasets.reader import header_only, read_radiographs
 from calcdx.errors import CalcdxError
@@ -27,6 +29,7 @@ logger = logging.getLogger(__name__)
 
 SCHEMA_ID = "https://calcdx.invalid/schema/result-v1.json"
 SCHEMA_VERSION = "1.0"
+DERIVED_UID_ROOT = "1.2.826.0.1.3680043.10.1398.3."
 _UID = re.compile(r"^[0-9]+(\.[0-9]+)*$")
 
 
@@ -128,11 +131,13 @@ def finalize_study(study_uid: str, images: list[ImageResult], radiographs: dict[
             stem = f"{key}_{safe_name(image.sop_instance_uid)}_f{image.frame_index}"
             written.overlay_pngs.append(ov.write_png(out_dir / f"{stem}_overlay.png", picture))
             if image.sop_instance_uid in headers:
-                import highdicom as hd
-
-                series_uid = series_uid or hd.UID()
+                key_parts = [study_uid, predictor.weights_sha256]
+                series_uid = series_uid or generate_uid(prefix=DERIVED_UID_ROOT, entropy_srcs=["scs", *key_parts])
                 sc = ov.secondary_capture(picture, headers[image.sop_instance_uid], series_uid=series_uid,
-                                          instance_number=n)
+                                          instance_number=n, sop_instance_uid=generate_uid(
+                                              prefix=DERIVED_UID_ROOT,
+                                              entropy_srcs=["sc", *key_parts, image.sop_instance_uid,
+                                                            str(image.frame_index)]))
                 sc_path = out_dir / f"{stem}_overlay.dcm"
                 sc.save_as(sc_path.with_suffix(".tmp"), enforce_file_format=True)
                 sc_path.with_suffix(".tmp").replace(sc_path)
@@ -140,7 +145,12 @@ def finalize_study(study_uid: str, images: list[ImageResult], radiographs: dict[
     if write_sr and headers:
         findings_by_sop = {uid: [f for im in images if im.sop_instance_uid == uid for f in im.findings]
                            for uid in headers}
+        # deterministic UIDs: re-analysing the same study with the same model re-creates the same SR
+        # instance, so a PACS that receives it twice (after a crash and restart) keeps one copy
+        sr_key = [study_uid, predictor.weights_sha256, *sorted(headers)]
         sr = srmod.build_sr(list(headers.values()), findings_by_sop, texts, model_identity=predictor.identity,
+                            sop_instance_uid=generate_uid(prefix=DERIVED_UID_ROOT, entropy_srcs=["sr", *sr_key]),
+                            series_instance_uid=generate_uid(prefix=DERIVED_UID_ROOT, entropy_srcs=["srs", *sr_key]),
                             study_summary=summary,
                             image_probabilities={im.sop_instance_uid: im.probabilities for im in images})
         written.sr_path = srmod.write_sr(out_dir / f"{key}_sr.dcm", sr)

@@ -39,18 +39,58 @@ def _first_conv(module: nn.Module) -> tuple[nn.Module, str, nn.Conv2d]:
     raise ConfigError("backbone has no Conv2d layer")
 
 
-def adapt_to_grayscale(module: nn.Module) -> None:
-    """Replace the first conv (3 input channels) by a 1-channel conv, summing RGB weights."""
+def adapt_to_grayscale(module: nn.Module, in_channels: int = 1) -> None:
+    """Replace the first conv (3 input channels) by an ``in_channels`` conv.
+
+    Channel 0 gets the sum of the RGB weights (so local ImageNet weights still see a grey
+    image); further channels (the local-contrast channel) start at zero.
+    """
     parent, attr, conv = _first_conv(module)
-    if conv.in_channels == 1:
+    if conv.in_channels == in_channels:
         return
-    new = nn.Conv2d(1, conv.out_channels, conv.kernel_size, conv.stride, conv.padding,  # type: ignore[arg-type]
-                    conv.dilation, conv.groups, conv.bias is not None, conv.padding_mode)
+    new = nn.Conv2d(in_channels, conv.out_channels, conv.kernel_size, conv.stride,  # type: ignore[arg-type]
+                    conv.padding, conv.dilation, conv.groups, conv.bias is not None, conv.padding_mode)
     with torch.no_grad():
-        new.weight.copy_(conv.weight.sum(dim=1, keepdim=True))
+        new.weight.zero_()
+        new.weight[:, :1].copy_(conv.weight.sum(dim=1, keepdim=True))
+        if in_channels > 1:
+            nn.init.kaiming_normal_(new.weight[:, 1:], mode="fan_out", nonlinearity="relu")
         if conv.bias is not None and new.bias is not None:
             new.bias.copy_(conv.bias)
     setattr(parent, attr, new)
+
+
+class LocalContrast(nn.Module):
+    """Fixed front end: the image plus its locally normalised high-pass, ``[B, 1] -> [B, 2]``.
+
+    ``z = (x - gaussian(x, sigma)) / local_rms``, squashed by ``tanh(z / 3)``: small dense
+    structures (calcifications) stand out whatever the vendor processing, so a network
+    trained from scratch finds them in far fewer steps.
+
+    Args:
+        sigma_px: Gaussian sigma in model-grid pixels.
+        window_px: side of the box over which the local RMS is taken.
+    """
+
+    def __init__(self, sigma_px: float, window_px: int = 41) -> None:
+        super().__init__()
+        radius = max(1, round(3 * sigma_px))
+        t = torch.arange(-radius, radius + 1, dtype=torch.float32)
+        k = torch.exp(-0.5 * (t / sigma_px) ** 2)
+        self.register_buffer("kernel", (k / k.sum()).view(1, 1, 1, -1), persistent=False)
+        self.radius = radius
+        self.window = window_px | 1
+
+    def forward(self, x: Tensor) -> Tensor:
+        r = self.radius
+        blur = F.conv2d(F.pad(x, (r, r, 0, 0), mode="replicate"), self.kernel)
+        blur = F.conv2d(F.pad(blur, (0, 0, r, r), mode="replicate"), self.kernel.transpose(2, 3))
+        hp = x - blur
+        w = self.window // 2
+        energy = F.avg_pool2d(F.pad(hp * hp, (w, w, 0, 0), mode="replicate"), (1, self.window), stride=1)
+        energy = F.avg_pool2d(F.pad(energy, (0, 0, w, w), mode="replicate"), (self.window, 1), stride=1)
+        z = hp / (energy.sqrt() + 1e-3)
+        return torch.cat([x, torch.tanh(z / 3.0)], dim=1)
 
 
 def load_local_weights(model: nn.Module, path: str | Path) -> None:
@@ -89,9 +129,9 @@ class Backbone(nn.Module):
         channels8, channels16: channel counts of the stride-8 and stride-16 outputs.
     """
 
-    def __init__(self, stages: nn.Sequential) -> None:
+    def __init__(self, stages: nn.Sequential, in_channels: int = 1) -> None:
         super().__init__()
-        strides, channels = _probe(stages)
+        strides, channels = _probe(stages, in_channels)
         idx16 = max((i for i, s in enumerate(strides) if s == 16), default=None)
         idx8 = max((i for i, s in enumerate(strides) if s == 8), default=None)
         if idx16 is None or idx8 is None:
@@ -110,14 +150,14 @@ class Backbone(nn.Module):
         return f8, x
 
 
-def _probe(stages: nn.Sequential) -> tuple[list[int], list[int]]:
+def _probe(stages: nn.Sequential, in_channels: int = 1) -> tuple[list[int], list[int]]:
     """Output stride and channels after each stage (one dummy forward in eval mode)."""
     was_training = stages.training
     stages.eval()
     strides: list[int] = []
     channels: list[int] = []
     size = 64
-    x = torch.zeros(1, 1, size, size)
+    x = torch.zeros(1, in_channels, size, size)
     with torch.no_grad():
         for stage in stages:
             x = stage(x)
@@ -144,15 +184,16 @@ class CalcNet(nn.Module):
 
     def __init__(self, stages: nn.Sequential, num_classes: int, *, output_stride: int = 8,
                  head_channels: int = 96, pooling: str = "lse", lse_r: float = 8.0,
-                 prior: float = 0.1) -> None:
+                 prior: float = 0.1, local_contrast: float = 0.0) -> None:
         super().__init__()
+        self.front = LocalContrast(local_contrast) if local_contrast > 0 else None
         if output_stride not in (8, 16):
             raise ConfigError(f'Argument "output_stride" should be 8 or 16, got {output_stride!r}')
         if pooling not in POOLINGS:
             raise ConfigError(f'Argument "pooling" should be one of {POOLINGS}, got {pooling!r}')
         if lse_r <= 0:
             raise ConfigError(f'Argument "lse_r" should be positive, got {lse_r!r}')
-        self.backbone = Backbone(stages)
+        self.backbone = Backbone(stages, 2 if self.front is not None else 1)
         self.stride = output_stride
         self.pooling = pooling
         self.lse_r = float(lse_r)
@@ -176,6 +217,8 @@ class CalcNet(nn.Module):
 
     def forward(self, x: Tensor) -> ModelOutput:
         """``x: Tensor[B, 1, H, W]`` model-grid image in [0, 1] -> ``ModelOutput``."""
+        if self.front is not None:
+            x = self.front(x)
         f8, f16 = self.backbone(x)
         features = f16.mean(dim=(2, 3))
         y = self.lateral16(f16)
@@ -198,10 +241,10 @@ class CalcNet(nn.Module):
         return (torch.logsumexp(r * flat, dim=2) - torch.log(n_cells)) / r
 
 
-def _with_local_weights(model: nn.Module, pretrained: str | Path | None) -> nn.Module:
+def _with_local_weights(model: nn.Module, pretrained: str | Path | None, in_channels: int = 1) -> nn.Module:
     if pretrained is not None:
         load_local_weights(model, pretrained)
-    adapt_to_grayscale(model)
+    adapt_to_grayscale(model, in_channels)
     return model
 
 
@@ -219,10 +262,12 @@ def _features_stages(model: nn.Module) -> nn.Sequential:
 def _builder(factory: Callable[..., nn.Module], to_stages: Callable[[nn.Module], nn.Sequential],
              **factory_kw: Any) -> Callable[..., nn.Module]:
     def build(num_classes: int = 6, *, pretrained: str | Path | None = None, output_stride: int = 8,
-              head_channels: int = 96, pooling: str = "lse", lse_r: float = 8.0, **kw: Any) -> nn.Module:
-        backbone = _with_local_weights(factory(weights=None, **factory_kw, **kw), pretrained)
+              head_channels: int = 96, pooling: str = "lse", lse_r: float = 8.0, local_contrast: float = 0.0,
+              **kw: Any) -> nn.Module:
+        backbone = _with_local_weights(factory(weights=None, **factory_kw, **kw), pretrained,
+                                       2 if local_contrast > 0 else 1)
         return CalcNet(to_stages(backbone), num_classes, output_stride=output_stride,
-                       head_channels=head_channels, pooling=pooling, lse_r=lse_r)
+                       head_channels=head_channels, pooling=pooling, lse_r=lse_r, local_contrast=local_contrast)
 
     return build
 

@@ -71,3 +71,19 @@ def test_torchvision_backbone_is_adapted_to_one_channel(tmp_path) -> None:
     assert first.in_channels == 1
     expected = tv.conv1.weight.sum(dim=1, keepdim=True)
     assert torch.allclose(first.weight, expected)
+
+
+def test_local_contrast_front_end_highlights_small_dense_spots() -> None:
+    from calcdx.models.net import LocalContrast
+
+    x = torch.full((1, 1, 96, 96), 0.5)
+    x[..., :, 48:] = 0.8  # a broad edge (anatomy)
+    x[..., 30:33, 20:23] = 0.6  # a faint 3-px spot (calcification)
+    z = LocalContrast(sigma_px=6.0)(x)
+    assert z.shape == (1, 2, 96, 96)
+    assert torch.equal(z[:, :1], x)
+    assert z[0, 1, 31, 21] > 0.5  # the spot stands out in the high-pass channel
+    model = create_model("tiny", local_contrast=6.0).eval()
+    with torch.no_grad():
+        out = model(x)
+    assert out.maps.shape == (1, 6, 12, 12)

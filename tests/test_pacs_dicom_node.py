@@ -1,0 +1,181 @@
+"""The DICOM node against real dcmtk tools on loopback: storescu in, SR and overlay out to storescp."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import highdicom as hd
+import pydicom
+import pytest
+from pynetdicom import AE
+from pynetdicom.sop_class import ComputedRadiographyImageStorage
+
+from calcdx.inference.pacs import NodeConfig, Spool
+
+pytestmark = pytest.mark.pacs
+
+REPO = Path(__file__).resolve().parents[1]
+EXAMPLES = REPO / "examples"
+CALCDX = str(Path(sys.executable).with_name("calcdx"))
+
+
+def _tool(name: str) -> str:
+    path = shutil.which(name)
+    if path is None:
+        if os.environ.get("CI"):
+            pytest.fail(f"{name} must be installed in CI (make system-deps)")
+        pytest.skip(f"{name} not installed")
+    return path
+
+
+def _port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _wait_port(port: int, timeout: float = 60) -> None:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.2)
+    raise TimeoutError(f"nothing listens on {port}")
+
+
+@pytest.fixture
+def peers(tmp_path: Path):  # type: ignore[no-untyped-def]
+    """A dcmtk storescp as the PACS destination and a calcdx node, both on loopback."""
+    received = tmp_path / "pacs"
+    received.mkdir()
+    pacs_port, node_port = _port(), _port()
+    storescp = subprocess.Popen([_tool("storescp"), "--aetitle", "PACS", "--output-directory", str(received),
+                                 "--bind", "127.0.0.1", str(pacs_port)] if _supports_bind() else
+                                [_tool("storescp"), "--aetitle", "PACS", "--output-directory", str(received),
+                                 str(pacs_port)])
+    config = tmp_path / "node.yaml"
+    config.write_text(
+        f"ae_title: CALCDX\nhost: 127.0.0.1\nport: {node_port}\nallowed: [SENDER@127.0.0.1]\n"
+        f"destination: PACS@127.0.0.1:{pacs_port}\nspool_dir: {tmp_path / 'spool'}\nout_dir: {tmp_path / 'out'}\n"
+        "study_idle_seconds: 1.0\nsend_backoff_seconds: 0.2\n")
+    node = subprocess.Popen([CALCDX, "serve", "dicom", "--config", str(config)], start_new_session=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    _wait_port(pacs_port)
+    _wait_port(node_port, timeout=120)
+    yield {"received": received, "node_port": node_port, "node": node, "config": config, "tmp": tmp_path}
+    for proc in (node, storescp):
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGTERM) if proc is node else proc.terminate()
+            proc.wait(timeout=30)
+
+
+def _supports_bind() -> bool:
+    help_text = subprocess.run([_tool("storescp"), "--help"], capture_output=True, text=True).stdout
+    return "--bind" in help_text
+
+
+def _storescu(port: int, files: list[Path], aet: str = "SENDER") -> subprocess.CompletedProcess[str]:
+    return subprocess.run([_tool("storescu"), "-xv", "-aet", aet, "-aec", "CALCDX", "127.0.0.1", str(port),
+                           *map(str, files)], capture_output=True, text=True, timeout=120)
+
+
+def _wait_for(folder: Path, pattern: str, n: int, timeout: float = 180) -> list[Path]:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        found = sorted(folder.glob(pattern))
+        if len(found) >= n:
+            return found
+        time.sleep(0.5)
+    raise TimeoutError(f"{n} x {pattern} not received in {folder}: {sorted(p.name for p in folder.iterdir())}")
+
+
+def test_storescu_in_sr_and_overlay_back_out(peers: dict) -> None:
+    files = [EXAMPLES / "img000011.dcm"]
+    result = _storescu(peers["node_port"], files)
+    assert result.returncode == 0, result.stderr
+    srs = _wait_for(peers["received"], "SR*", 1)
+    _wait_for(peers["received"], "SC*", 1)
+    sr = hd.sr.srread(srs[0])
+    source = pydicom.dcmread(files[0], stop_before_pixels=True)
+    assert sr.StudyInstanceUID == source.StudyInstanceUID
+    evidence = {i.ReferencedSOPInstanceUID for s in sr.CurrentRequestedProcedureEvidenceSequence
+                for se in s.ReferencedSeriesSequence for i in se.ReferencedSOPSequence}
+    assert source.SOPInstanceUID in evidence
+    dciodvfy = subprocess.run([_tool("dciodvfy"), str(srs[0])], capture_output=True, text=True)
+    assert not [ln for ln in (dciodvfy.stdout + dciodvfy.stderr).splitlines() if ln.startswith("Error")]
+
+
+def test_calling_ae_not_on_the_allow_list_is_rejected(peers: dict) -> None:
+    result = _storescu(peers["node_port"], [EXAMPLES / "img000010.dcm"], aet="INTRUDER")
+    assert result.returncode != 0
+    assert not list((peers["tmp"] / "spool" / "incoming").iterdir())
+
+
+def test_hostile_sop_instance_uid_stays_inside_the_spool(peers: dict) -> None:
+    ds = pydicom.dcmread(EXAMPLES / "img000010.dcm")
+    ds.SOPInstanceUID = "../../x"
+    ds.StudyInstanceUID = "../../../etc"
+    ae = AE(ae_title="SENDER")
+    ae.add_requested_context(ComputedRadiographyImageStorage, ds.file_meta.TransferSyntaxUID)
+    ae.add_requested_context(ds.SOPClassUID, ds.file_meta.TransferSyntaxUID)
+    assoc = ae.associate("127.0.0.1", peers["node_port"], ae_title="CALCDX")
+    assert assoc.is_established
+    status = assoc.send_c_store(ds)
+    assoc.release()
+    assert status.Status == 0x0000
+    spool = (peers["tmp"] / "spool").resolve()
+    stored = [p for p in spool.rglob("*.dcm")]
+    assert stored and all(p.resolve().is_relative_to(spool) for p in stored)
+    assert not (peers["tmp"].parent / "x.dcm").exists() and not Path("/etc/x.dcm").exists()
+
+
+def test_sigkill_then_restart_processes_every_received_instance(peers: dict) -> None:
+    files = [EXAMPLES / "img000010.dcm", EXAMPLES / "img000009.dcm"]
+    os.killpg(peers["node"].pid, signal.SIGSTOP)  # receive nothing more while we prepare
+    os.killpg(peers["node"].pid, signal.SIGCONT)
+    assert _storescu(peers["node_port"], files).returncode == 0
+    os.killpg(peers["node"].pid, signal.SIGKILL)  # before the idle time has passed: nothing analysed yet
+    peers["node"].wait()
+    restarted = subprocess.Popen([CALCDX, "serve", "dicom", "--config", str(peers["config"])],
+                                 start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    peers["node"] = restarted
+    try:
+        srs = _wait_for(peers["received"], "SR*", 2)
+        studies = {pydicom.dcmread(p).StudyInstanceUID for p in srs}
+        expected = {pydicom.dcmread(f, stop_before_pixels=True).StudyInstanceUID for f in files}
+        assert studies == expected
+        time.sleep(3)
+        assert len(list(peers["received"].glob("SR*"))) == 2  # exactly once
+    finally:
+        os.killpg(restarted.pid, signal.SIGTERM)
+        restarted.wait(timeout=30)
+
+
+def test_spool_refuses_paths_outside_its_root(tmp_path: Path) -> None:
+    spool = Spool(tmp_path / "spool")
+    ds = pydicom.dcmread(EXAMPLES / "img000010.dcm")
+    ds.SOPInstanceUID = "1.2/../../../evil"
+    path = spool.store(ds)
+    assert path.resolve().is_relative_to((tmp_path / "spool").resolve())
+    assert "evil" not in path.name
+
+
+def test_node_config_validation(tmp_path: Path) -> None:
+    from calcdx.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="AET@host:port"):
+        NodeConfig(destination="PACS")
+    bad = tmp_path / "n.yaml"
+    bad.write_text("ae_title: X\nlisten_everywhere: true\n")
+    with pytest.raises(ConfigError, match="unknown setting"):
+        NodeConfig.from_yaml(bad)
+    assert NodeConfig(allowed=("A@1.2.3.4",)).is_allowed("A", "1.2.3.4")
+    assert not NodeConfig(allowed=("A@1.2.3.4",)).is_allowed("A", "5.6.7.8")
