@@ -43,6 +43,14 @@ class Phantom:
     landmarks: dict[str, object] = field(default_factory=dict)
     bone_outer: np.ndarray | None = None  # path length through any bone (for location classes)
 
+    def trabecular_texture(self, rng: np.random.Generator) -> np.ndarray:
+        """A fine (0.6 mm) multiplicative texture for trabecular bone, made once per phantom."""
+        texture = self.landmarks.get("_texture")
+        if texture is None:
+            texture = 1.0 + 0.12 * smooth_noise(rng, self.grid.shape, sigma_px=max(0.6 / self.grid.spacing_mm, 0.7))
+            self.landmarks["_texture"] = texture
+        return texture  # type: ignore[return-value]
+
     def add(self, material: Material, thickness: np.ndarray) -> None:
         if material in self.maps:
             self.maps[material] += thickness
@@ -75,7 +83,7 @@ class BoneBuilder:
     def finish(self, phantom: Phantom, rng: np.random.Generator, density: float) -> None:
         inner = np.minimum(self.inner, self.outer)
         cortical = (self.outer - inner) * (0.75 + 0.25 * density)
-        texture = 1.0 + 0.12 * smooth_noise(rng, self.grid.shape, sigma_px=max(0.6 / self.grid.spacing_mm, 0.7))
+        texture = phantom.trabecular_texture(rng)
         spongiosa = inner * density * np.clip(texture, 0.6, 1.4)
         marrow_fat = inner * (1.0 - density) * 0.5
         phantom.add(Material.CORTICAL_BONE, cortical)

@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from scipy.ndimage import rotate
 
 from calcdx.datasets.manifest import ManifestRow, write_manifest
 from calcdx.datasets.simulator.anatomy import REGION_SIZE_MM, Body, Phantom, build_phantom
@@ -138,10 +137,19 @@ def sample_labels(rng: np.random.Generator, region: Region, cfg: SimulationConfi
 
 
 def _transform(arr: np.ndarray, body: Body, order: int) -> np.ndarray:
-    out = arr[:, ::-1] if body.laterality == "L" else arr
+    """Mirror for laterality and rotate about the centre (OpenCV; nearest-neighbour for masks)."""
+    import cv2
+
+    out = np.ascontiguousarray(arr[:, ::-1] if body.laterality == "L" else arr)
     if abs(body.rotation_deg) > 0.5:
-        out = rotate(out, body.rotation_deg, reshape=False, order=order, mode="nearest")
-    return np.ascontiguousarray(out)
+        h, w = out.shape
+        matrix = cv2.getRotationMatrix2D(((w - 1) / 2, (h - 1) / 2), body.rotation_deg, 1.0)
+        src = out.astype(np.uint8) if out.dtype == bool else out
+        out = cv2.warpAffine(src, matrix, (w, h), flags=cv2.INTER_NEAREST if order == 0 else cv2.INTER_LINEAR,
+                             borderMode=cv2.BORDER_REPLICATE)
+        if arr.dtype == bool:
+            out = out.astype(bool)
+    return out
 
 
 def render_case(seed: int, index: int, cfg: SimulationConfig, *, drop_patterns: bool = False) -> Case:

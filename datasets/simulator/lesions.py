@@ -13,11 +13,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
-from scipy.ndimage import gaussian_filter
 
 from calcdx.datasets.simulator.anatomy import Phantom
 from calcdx.datasets.simulator.materials import Material
-from calcdx.datasets.simulator.shapes import capsule, ellipsoid, polyline_tube, smooth_curve, smooth_noise
+from calcdx.datasets.simulator.shapes import blur, capsule, ellipsoid, polyline_tube, smooth_curve, smooth_noise
 from calcdx.findings import Morphology
 from calcdx.taxonomy import HardNegative, LocationClass, Pattern
 
@@ -119,7 +118,7 @@ def hadd(ph: Phantom, rng: np.random.Generator, visibility: str) -> Lesion:
     tail = length * rng.uniform(1.2, 2.2)
     end = (ty + np.sin(a) * tail, tx + np.cos(a) * tail)
     capsule(ph.grid, (ty, tx), end, width * 0.7, 0.3, out=t, scale=0.12 * v)
-    t = gaussian_filter(t, 0.8 / ph.grid.spacing_mm)
+    t = blur(t, 0.8 / ph.grid.spacing_mm)
     return _lesion(
         ph,
         Pattern.HADD,
@@ -579,7 +578,7 @@ def skin_fold(ph: Phantom, rng: np.random.Generator, visibility: str) -> Lesion:
     py, px = _soft_point(ph, rng, subcutaneous=False)
     curve = smooth_curve(rng, (py, px), rng.uniform(0, 360), rng.uniform(50, 120), n=10, wiggle_deg=5)
     band = polyline_tube(g, curve, rng.uniform(3, 6), depth_ratio=1.0)
-    t = gaussian_filter(band, 0.3 / g.spacing_mm) * 0.8
+    t = blur(band, 0.3 / g.spacing_mm) * 0.8
     return _lesion(
         ph, HardNegative.SKIN_FOLD, Material.MUSCLE, t, LocationClass.SUBCUTANEOUS, "skin", "fold", visibility, ()
     )

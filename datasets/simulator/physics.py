@@ -12,9 +12,10 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 
 import numpy as np
-from scipy.ndimage import gaussian_filter, zoom
+from scipy.ndimage import zoom
 
 from calcdx.datasets.simulator.materials import ENERGIES_KEV, Material, attenuation_table
+from calcdx.datasets.simulator.shapes import blur
 from calcdx.datasets.simulator.spectrum import detector_efficiency, fluence
 
 QUANTA_PER_MM2_PER_UGY = 18_000.0
@@ -47,9 +48,9 @@ def expose(maps: dict[Material, np.ndarray], spacing_mm: float, acq: Acquisition
            rng: np.random.Generator) -> np.ndarray:
     """Detected energy per pixel (arbitrary units, float32), noise included."""
     materials = [m for m in maps if m is not Material.AIR]
-    mu = attenuation_table(materials)  # (E, M)
+    mu = attenuation_table(materials).astype(np.float32)  # (E, M)
     spectrum = fluence(acq.kvp) * detector_efficiency(acq.detector) * ENERGIES_KEV
-    weights = spectrum / spectrum.sum()
+    weights = (spectrum / spectrum.sum()).astype(np.float32)
     shape = next(iter(maps.values())).shape
     stack = np.stack([maps[m] for m in materials], axis=0).reshape(len(materials), -1)
     line = mu @ stack  # (E, P) line integrals
@@ -65,7 +66,7 @@ def expose(maps: dict[Material, np.ndarray], spacing_mm: float, acq: Acquisition
     spr = acq.scatter_to_primary * (0.25 if acq.grid else 1.0)
     sigma = 25.0 / spacing_mm
     small = zoom(primary * (patient > 1.0), 1 / 8, order=1)
-    veil = zoom(gaussian_filter(small, sigma / 8), (shape[0] / small.shape[0], shape[1] / small.shape[1]), order=1)
+    veil = zoom(blur(small, sigma / 8), (shape[0] / small.shape[0], shape[1] / small.shape[1]), order=1)
     veil = veil[: shape[0], : shape[1]]
     if veil.shape != shape:
         veil = np.pad(veil, [(0, shape[0] - veil.shape[0]), (0, shape[1] - veil.shape[1])], mode="edge")
@@ -74,7 +75,7 @@ def expose(maps: dict[Material, np.ndarray], spacing_mm: float, acq: Acquisition
     # quantum noise: expected quanta per pixel at this dose and pixel area
     quanta = acq.dose_ugy * QUANTA_PER_MM2_PER_UGY * spacing_mm * spacing_mm
     counts = rng.poisson(np.clip(signal, 1e-6, None) * quanta).astype(np.float32) / quanta
-    blurred = gaussian_filter(counts, acq.blur_mm / spacing_mm) if acq.blur_mm / spacing_mm > 0.3 else counts
+    blurred = blur(counts, acq.blur_mm / spacing_mm) if acq.blur_mm / spacing_mm > 0.3 else counts
     blurred += rng.normal(0.0, acq.electronic_noise, size=shape).astype(np.float32)
     return np.clip(blurred, 1e-4, None)
 
@@ -85,10 +86,10 @@ def process(detected: np.ndarray, spacing_mm: float, acq: Acquisition) -> np.nda
     lo, hi = np.percentile(attenuation, [0.5, 99.8])
     img = np.clip((attenuation - lo) / max(hi - lo, 1e-6), 0.0, 1.0)
     if acq.processing == "unsharp":
-        base = gaussian_filter(img, 4.0 / spacing_mm)
+        base = blur(img, 4.0 / spacing_mm)
         img = np.clip(img + 0.6 * (img - base), 0.0, 1.0)
     elif acq.processing == "equalised":
-        base = gaussian_filter(img, 25.0 / spacing_mm)
+        base = blur(img, 25.0 / spacing_mm)
         img = np.clip(0.55 * img + 0.45 * (img - base + 0.5), 0.0, 1.0)
     elif acq.processing == "raw":
         img = np.clip(attenuation / max(float(np.percentile(attenuation, 99.9)), 1e-6), 0.0, 1.0)

@@ -118,8 +118,17 @@ def smooth_curve(rng: np.random.Generator, start: tuple[float, float], direction
 
 def smooth_noise(rng: np.random.Generator, shape: tuple[int, int], sigma_px: float) -> np.ndarray:
     """Zero-mean, unit-std Gaussian-filtered noise field (texture, deformation)."""
-    from scipy.ndimage import gaussian_filter
-
-    field = gaussian_filter(rng.standard_normal(shape).astype(np.float32), sigma=max(sigma_px, 0.5))
+    field = blur(rng.standard_normal(shape).astype(np.float32), max(sigma_px, 0.5))
     std = float(field.std()) or 1.0
     return field / std
+
+
+def blur(image: np.ndarray, sigma_px: float) -> np.ndarray:
+    """Gaussian blur (OpenCV, reflect border) of a float32 image; sigma in pixels."""
+    import cv2
+
+    if sigma_px <= 0:
+        return image
+    k = int(2 * round(3 * sigma_px) + 1)
+    return cv2.GaussianBlur(np.ascontiguousarray(image, dtype=np.float32), (k, k), sigmaX=sigma_px, sigmaY=sigma_px,
+                            borderType=cv2.BORDER_REFLECT)
