@@ -28,25 +28,12 @@ from calcdx.inference.findings import measure
 from calcdx.inference.sr import build_sr, referenced_uids
 from calcdx.taxonomy import PATTERN_CODES, LocationClass, Pattern
 from tests.reader_fixtures import sample_file
+from tests.tools import dciodvfy_errors, require_tool
 
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLES = REPO / "examples"
 CALCDX = str(Path(sys.executable).with_name("calcdx"))
 SCHEMA = json.loads(files("calcdx.inference").joinpath("schema/result-v1.json").read_text())
-
-
-def _tool(name: str) -> str:
-    path = shutil.which(name)
-    if path is None:
-        if os.environ.get("CI"):
-            pytest.fail(f"{name} must be installed in CI (make system-deps)")
-        pytest.skip(f"{name} not installed")
-    return path
-
-
-def _dciodvfy_errors(path: Path) -> list[str]:
-    result = subprocess.run([_tool("dciodvfy"), str(path)], capture_output=True, text=True)
-    return [ln for ln in (result.stdout + result.stderr).splitlines() if ln.startswith("Error")]
 
 
 @pytest.fixture(scope="module")
@@ -98,8 +85,8 @@ def test_sr_is_valid_reads_back_and_references_the_sources(batch: Path) -> None:
     srs = sorted(batch.glob("*_sr.dcm"))
     assert srs
     for path in srs:
-        assert _dciodvfy_errors(path) == []
-        dump = subprocess.run([_tool("dsrdump"), str(path)], capture_output=True, text=True)
+        assert dciodvfy_errors(path) == []
+        dump = subprocess.run([require_tool("dsrdump"), str(path)], capture_output=True, text=True)
         assert dump.returncode == 0 and "Imaging Measurement Report" in dump.stdout
         sr = hd.sr.srread(path)
         study = json.loads(
@@ -120,7 +107,7 @@ def test_overlays_exist_as_png_and_valid_secondary_capture(batch: Path) -> None:
     scs = sorted(batch.glob("*_overlay.dcm"))
     assert pngs and len(pngs) == len(scs)
     for path in scs:
-        assert _dciodvfy_errors(path) == []
+        assert dciodvfy_errors(path) == []
         ds = pydicom.dcmread(path)
         assert ds.SourceImageSequence[0].ReferencedSOPInstanceUID
 
@@ -157,7 +144,7 @@ def test_sr_has_one_group_per_finding_with_codes_and_measurements(tmp_path: Path
     )
     path = tmp_path / "sr.dcm"
     sr.save_as(path, enforce_file_format=True)
-    assert _dciodvfy_errors(path) == []
+    assert dciodvfy_errors(path) == []
     back = hd.sr.srread(path)
     groups = back.content.get_planar_roi_measurement_groups()
     assert len(groups) == 2

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import socket
 import subprocess
@@ -18,21 +17,13 @@ from pynetdicom import AE
 from pynetdicom.sop_class import ComputedRadiographyImageStorage
 
 from calcdx.inference.pacs import NodeConfig, Spool
+from tests.tools import dciodvfy_errors, require_tool
 
 pytestmark = pytest.mark.pacs
 
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLES = REPO / "examples"
 CALCDX = str(Path(sys.executable).with_name("calcdx"))
-
-
-def _tool(name: str) -> str:
-    path = shutil.which(name)
-    if path is None:
-        if os.environ.get("CI"):
-            pytest.fail(f"{name} must be installed in CI (make system-deps)")
-        pytest.skip(f"{name} not installed")
-    return path
 
 
 def _port() -> int:
@@ -57,9 +48,9 @@ def peers(tmp_path: Path):  # type: ignore[no-untyped-def]
     received = tmp_path / "pacs"
     received.mkdir()
     pacs_port, node_port = _port(), _port()
-    storescp = subprocess.Popen([_tool("storescp"), "--aetitle", "PACS", "--output-directory", str(received),
+    storescp = subprocess.Popen([require_tool("storescp"), "--aetitle", "PACS", "--output-directory", str(received),
                                  "--bind", "127.0.0.1", str(pacs_port)] if _supports_bind() else
-                                [_tool("storescp"), "--aetitle", "PACS", "--output-directory", str(received),
+                                [require_tool("storescp"), "--aetitle", "PACS", "--output-directory", str(received),
                                  str(pacs_port)])
     config = tmp_path / "node.yaml"
     config.write_text(
@@ -78,12 +69,12 @@ def peers(tmp_path: Path):  # type: ignore[no-untyped-def]
 
 
 def _supports_bind() -> bool:
-    help_text = subprocess.run([_tool("storescp"), "--help"], capture_output=True, text=True).stdout
+    help_text = subprocess.run([require_tool("storescp"), "--help"], capture_output=True, text=True).stdout
     return "--bind" in help_text
 
 
 def _storescu(port: int, files: list[Path], aet: str = "SENDER") -> subprocess.CompletedProcess[str]:
-    return subprocess.run([_tool("storescu"), "-xv", "-aet", aet, "-aec", "CALCDX", "127.0.0.1", str(port),
+    return subprocess.run([require_tool("storescu"), "-xv", "-aet", aet, "-aec", "CALCDX", "127.0.0.1", str(port),
                            *map(str, files)], capture_output=True, text=True, timeout=120)
 
 
@@ -109,8 +100,7 @@ def test_storescu_in_sr_and_overlay_back_out(peers: dict) -> None:
     evidence = {i.ReferencedSOPInstanceUID for s in sr.CurrentRequestedProcedureEvidenceSequence
                 for se in s.ReferencedSeriesSequence for i in se.ReferencedSOPSequence}
     assert source.SOPInstanceUID in evidence
-    dciodvfy = subprocess.run([_tool("dciodvfy"), str(srs[0])], capture_output=True, text=True)
-    assert not [ln for ln in (dciodvfy.stdout + dciodvfy.stderr).splitlines() if ln.startswith("Error")]
+    assert dciodvfy_errors(srs[0]) == []
 
 
 def test_calling_ae_not_on_the_allow_list_is_rejected(peers: dict) -> None:
