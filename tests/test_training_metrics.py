@@ -84,3 +84,28 @@ def test_balanced_pos_weight() -> None:
     assert balanced_pos_weight(y).tolist() == [3.0, 3.0]
     assert balanced_pos_weight(np.zeros((4, 2))).tolist() == [1.0, 1.0]
     assert balanced_pos_weight(np.eye(100)[:, :1], cap=10).tolist() == [10.0]
+
+
+def test_temperature_and_offsets_undo_a_prior_shift() -> None:
+    import torch
+
+    from calcdx.models import create_model
+    from calcdx.training.calibration import fit_temperature_and_bias
+    from calcdx.training.trainer import fold_offsets
+
+    rng = np.random.default_rng(7)
+    true_logit = rng.normal(-1.0, 2.0, size=(6000, 2))
+    y = (rng.random(true_logit.shape) < sigmoid(true_logit)).astype(float)
+    shifted = 1.5 * true_logit + np.array([2.0, -1.0])  # class-weighting shift + overconfidence
+    t, b = fit_temperature_and_bias(shifted, y)
+    assert t == pytest.approx(1.5, rel=0.1)
+    assert b == pytest.approx([2.0, -1.0], abs=0.2)
+    assert expected_calibration_error(y, sigmoid((shifted - b) / t)) < 0.02
+    model = create_model("tiny", num_classes=2).eval()
+    x = torch.rand(1, 1, 64, 64)
+    with torch.no_grad():
+        before = model(x)
+        fold_offsets(model, np.array([1.0, -0.5]))
+        after = model(x)
+    assert torch.allclose(after.logits, before.logits - torch.tensor([1.0, -0.5]), atol=1e-5)
+    assert torch.allclose(after.maps, before.maps - torch.tensor([1.0, -0.5]).view(1, 2, 1, 1), atol=1e-5)

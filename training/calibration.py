@@ -80,3 +80,28 @@ def calibrate(logits: np.ndarray, labels: np.ndarray, classes: Sequence[str], *,
     probs = sigmoid(np.asarray(logits) / t)
     return t, operating_points(np.asarray(labels), probs, classes, sensitivity=sensitivity,
                                specificity=specificity)
+
+
+def fit_temperature_and_bias(logits: np.ndarray, labels: np.ndarray) -> tuple[float, np.ndarray]:
+    """One temperature T and per-class offsets b minimising the validation NLL of
+    ``sigmoid((logit - b) / T)``.
+
+    The offsets undo the prior shift of class-balanced training (positive weights move every
+    logit of a class by about ``log(pos_weight)``), which one temperature cannot.  Fold ``b``
+    into the classifier bias (``fold_offsets``) so the card keeps a single temperature.
+    """
+    from scipy.optimize import minimize
+
+    z = np.asarray(logits, dtype=np.float64)
+    y = np.asarray(labels, dtype=np.float64)
+    n_classes = z.shape[1]
+
+    def nll(params: np.ndarray) -> float:
+        t = float(np.exp(params[0]))
+        u = (z - params[1:]) / t
+        return float(np.mean(np.logaddexp(0.0, u) - y * u))
+
+    x0 = np.concatenate([[0.0], np.zeros(n_classes)])
+    res = minimize(nll, x0, method="L-BFGS-B",
+                   bounds=[(np.log(0.05), np.log(20.0))] + [(-20.0, 20.0)] * n_classes)
+    return float(np.exp(res.x[0])), np.asarray(res.x[1:], dtype=np.float64)

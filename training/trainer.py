@@ -32,7 +32,7 @@ from calcdx.models.checkpoint import save_checkpoint
 from calcdx.models.ood import fit_ood
 from calcdx.taxonomy import PATTERNS
 from calcdx.training import ddp
-from calcdx.training.calibration import calibrate
+from calcdx.training.calibration import fit_temperature_and_bias, operating_points
 from calcdx.training.checkpointing import (
     EarlyStopping,
     load_run_state,
@@ -124,6 +124,16 @@ def _init_from(model: torch.nn.Module, path: Path) -> None:
     except (OSError, RuntimeError, ValueError) as exc:
         raise ConfigError(f"model.init_from: cannot load {path}: {exc}") from exc
     logger.info("initialised from %s", path)
+
+
+def fold_offsets(model: torch.nn.Module, offsets: np.ndarray) -> None:
+    """Subtract per-class logit offsets from the classifier bias (maps and pooled logits shift
+    by exactly the offset for LSE, max and attention pooling)."""
+    classifier = getattr(model, "classifier", None)
+    if classifier is None or getattr(classifier, "bias", None) is None:
+        raise ConfigError("model has no classifier bias to fold calibration offsets into")
+    with torch.no_grad():
+        classifier.bias -= torch.as_tensor(offsets, dtype=classifier.bias.dtype, device=classifier.bias.device)
 
 
 def _eval_loader(ds: ManifestDataset | Subset[Any], workers: int) -> DataLoader[Any]:
@@ -277,9 +287,13 @@ def _finalise(cfg: TrainConfig, model: torch.nn.Module, val_ds: ManifestDataset,
     t0 = time.perf_counter()
     val = evaluate(model, _eval_loader(val_ds, 0), device=device)
     if cfg.calibration.enabled:
-        temperature, thresholds = calibrate(val.logits, val.labels, CLASSES,
-                                            sensitivity=cfg.calibration.possible_sensitivity,
-                                            specificity=cfg.calibration.definite_specificity)
+        temperature, offsets = fit_temperature_and_bias(val.logits, val.labels)
+        fold_offsets(model, offsets)
+        val = EvalResult(logits=val.logits - offsets[None, :], labels=val.labels, features=val.features,
+                         indices=val.indices, loss=val.loss, seconds=val.seconds)
+        thresholds = operating_points(val.labels, sigmoid(val.logits / temperature), CLASSES,
+                                      sensitivity=cfg.calibration.possible_sensitivity,
+                                      specificity=cfg.calibration.definite_specificity)
     else:
         temperature, thresholds = 1.0, {c: {"possible": 0.3, "definite": 0.7} for c in CLASSES}
     val_metrics = compute_metrics(val.labels, sigmoid(val.logits / temperature), CLASSES, thresholds)
