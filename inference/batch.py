@@ -203,8 +203,16 @@ def run_batch(paths: Sequence[str | Path], out_dir: str | Path, predictor: Predi
                 if bar:
                     bar.update(1)
                 if len(pending[item.study_uid]) == counts[item.study_uid]:
-                    _finish(item.study_uid, pending.pop(item.study_uid), predictor, out, failures, report,
-                            context=context, write_sr=write_sr, write_overlays=write_overlays)
+                    study_items = pending.pop(item.study_uid)
+                    try:
+                        _finish(item.study_uid, study_items, predictor, out, failures, report,
+                                context=context, write_sr=write_sr, write_overlays=write_overlays)
+                    except Exception as exc:  # one study's failure never stops the batch
+                        logger.exception("study %s failed", item.study_uid)
+                        for failed in study_items:
+                            path = str(failed.instance.path)
+                            failures[path] = {"path": path, "study_instance_uid": item.study_uid,
+                                              "code": "E_INTERNAL", "reason": f"{type(exc).__name__}: {exc}"}
                     n_done_studies += 1
                     _write_csv(failures_file, FAILURE_COLUMNS, list(failures.values()))
                     if bar:

@@ -169,14 +169,15 @@ def extract_findings(radiograph: Radiograph, card: ModelCard, image_probabilitie
             thr = card.threshold(name, "possible")
         except (KeyError, ValueError):
             thr = 0.5
-        mask = pmap >= min(thr, 0.5 * float(pmap.max()))
+        mask = pmap >= max(thr, 0.5 * float(pmap.max()))  # tight regions around each peak
         labels, n = ndimage.label(mask)
         if n == 0:
             continue
-        peaks = ndimage.maximum(pmap, labels, range(1, n + 1))
+        peaks = np.asarray(ndimage.maximum(pmap, labels, range(1, n + 1)), dtype=np.float64)
+        objects = ndimage.find_objects(labels)
         order = np.argsort(peaks)[::-1][:MAX_FINDINGS_PER_PATTERN]
         for k in order:
-            sl = ndimage.find_objects(labels == k + 1)[0]
+            sl = objects[int(k)]
             box = (int(sl[0].start * scale[0]), int(sl[1].start * scale[1]),
                    min(int(np.ceil(sl[0].stop * scale[0])), radiograph.shape[0]),
                    min(int(np.ceil(sl[1].stop * scale[1])), radiograph.shape[1]))
