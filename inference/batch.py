@@ -28,7 +28,7 @@ from calcdx.datasets.discovery import Instance, discover
 from calcdx.datasets.radiograph import Radiograph
 from calcdx.datasets.reader import read_radiographs
 from calcdx.errors import CalcdxError
-from calcdx.inference.predictor import ImageResult, Predictor
+from calcdx.inference.predictor import ImageResult, Predictor, preprocessing_percentiles
 from calcdx.inference.study import atomic_write_text, finalize_study, safe_name
 
 logger = logging.getLogger(__name__)
@@ -184,7 +184,7 @@ def run_batch(paths: Sequence[str | Path], out_dir: str | Path, predictor: Predi
     report.n_studies_skipped = len(studies) - len(todo)
     items = [(inst, s.study_uid) for s in todo for inst in s.instances]
     dataset = _InstanceDataset(items, predictor.card.input_spacing_mm,
-                               _percentiles(predictor.card.preprocessing), default_spacing_mm)
+                               preprocessing_percentiles(predictor.card.preprocessing), default_spacing_mm)
     loader = DataLoader(dataset, batch_size=1, shuffle=False, num_workers=max(0, workers),
                         collate_fn=_identity, prefetch_factor=2 if workers > 0 else None,
                         persistent_workers=False)
@@ -265,11 +265,6 @@ def _barrier(world: int) -> None:
     if not dist.is_initialized():
         dist.init_process_group("gloo")
     dist.barrier()
-
-
-def _percentiles(preprocessing: dict[str, Any]) -> tuple[float, float] | None:
-    value = preprocessing.get("percentiles", (0.5, 99.5)) if preprocessing else (0.5, 99.5)
-    return None if value is None else (float(value[0]), float(value[1]))
 
 
 __all__ = ["BatchReport", "atomic_write_text", "merge_outputs", "run_batch", "safe_name", "summary_rows"]

@@ -83,7 +83,7 @@ class Predictor:
     def to_grid(self, radiograph: Radiograph) -> np.ndarray:
         """The model-grid image (resampled to the card's mm per pixel, normalised)."""
         return to_model_grid(radiograph, self.card.input_spacing_mm,
-                             percentiles=_percentiles(self.card.preprocessing))
+                             percentiles=preprocessing_percentiles(self.card.preprocessing))
 
     def analyze_grid(self, radiograph: Radiograph, grid: np.ndarray) -> ImageResult:
         """Run the model on a prepared grid image and extract findings."""
@@ -107,6 +107,7 @@ class Predictor:
         return self.analyze_grid(radiograph, self.to_grid(radiograph))
 
 
-def _percentiles(preprocessing: dict[str, Any]) -> tuple[float, float] | None:
+def preprocessing_percentiles(preprocessing: dict[str, Any]) -> tuple[float, float] | None:
+    """The percentile stretch recorded in a model card's ``preprocessing`` (None: no stretch)."""
     value = preprocessing.get("percentiles", (0.5, 99.5)) if preprocessing else (0.5, 99.5)
     return None if value is None else (float(value[0]), float(value[1]))

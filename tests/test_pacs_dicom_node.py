@@ -17,6 +17,7 @@ from pynetdicom import AE
 from pynetdicom.sop_class import ComputedRadiographyImageStorage
 
 from calcdx.inference.pacs import NodeConfig, Spool
+from calcdx.inference.pacs.orthanc import wait_port
 from tests.tools import dciodvfy_errors, require_tool
 
 pytestmark = pytest.mark.pacs
@@ -30,16 +31,6 @@ def _port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
-
-
-def _wait_port(port: int, timeout: float = 60) -> None:
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        with socket.socket() as s:
-            if s.connect_ex(("127.0.0.1", port)) == 0:
-                return
-        time.sleep(0.2)
-    raise TimeoutError(f"nothing listens on {port}")
 
 
 @pytest.fixture
@@ -59,8 +50,8 @@ def peers(tmp_path: Path):  # type: ignore[no-untyped-def]
         "study_idle_seconds: 1.0\nsend_backoff_seconds: 0.2\n")
     node = subprocess.Popen([CALCDX, "serve", "dicom", "--config", str(config)], start_new_session=True,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    _wait_port(pacs_port)
-    _wait_port(node_port, timeout=120)
+    wait_port(pacs_port)
+    wait_port(node_port, timeout=120)
     yield {"received": received, "node_port": node_port, "node": node, "config": config, "tmp": tmp_path}
     for proc in (node, storescp):
         if proc.poll() is None:
