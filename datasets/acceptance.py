@@ -3,8 +3,11 @@
 Accepted: projection radiographs — CR, DX (for presentation and for processing),
 mammography and intra-oral X-ray (both are projection radiography and decode the same
 way), and greyscale Secondary Capture whose Modality says it is a radiograph (CR, DX, RG,
-MG, IO, PX: digitised or exported films).  Refused with a reason: cross-sectional and
-functional modalities (CT, MR, US, NM, PT, ...), colour images, structured reports,
+MG, IO, PX: digitised or exported films; Secondary Capture labelled OT or anything else is
+refused, as screenshots and reports are stored that way).  Refused with a reason:
+cross-sectional and functional modalities (CT, MR, US, NM, PT, ...) — also under a projection
+SOP class whose Modality says CT/MR/US/NM/PT —, colour and palette images (SamplesPerPixel
+> 1 or a photometric interpretation other than MONOCHROME1/2), structured reports,
 presentation states and every other non-image object.
 """
 
@@ -55,6 +58,9 @@ REFUSED_MODALITIES: dict[str, str] = {
     "DOC": "document",
 }
 
+CROSS_SECTIONAL_MODALITIES: frozenset[str] = frozenset({"CT", "MR", "US", "NM", "PT"})
+"""Refused even under a projection SOP class: a conflicting label is not trusted."""
+
 PIXEL_DATA_KEYWORDS: tuple[str, ...] = ("PixelData", "FloatPixelData", "DoubleFloatPixelData")
 
 
@@ -75,6 +81,11 @@ def check_projection_radiograph(ds: Dataset, source: str) -> None:
     """
     sop = str(ds.get("SOPClassUID", "") or "")
     modality = str(ds.get("Modality", "") or "").strip().upper()
+    if sop in PROJECTION_SOP_CLASSES and modality in CROSS_SECTIONAL_MODALITIES:
+        raise NotRadiographError(
+            f"conflicting header: {describe(ds)} — a projection SOP class with a {modality} modality; refused",
+            path=source,
+        )
     if sop in PROJECTION_SOP_CLASSES or (sop in SECONDARY_CAPTURE_SOP_CLASSES and modality in PROJECTION_MODALITIES):
         pass
     elif not sop and modality in PROJECTION_MODALITIES:

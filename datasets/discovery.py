@@ -14,10 +14,11 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from pydicom.dataset import Dataset
 from pydicom.fileset import FileSet
 
 from calcdx.datasets.reader import header_only, open_dicom
-from calcdx.errors import CalcdxError, InputError, NotDicomError
+from calcdx.errors import CalcdxError, CorruptDicomError, InputError, NotDicomError
 
 logger = logging.getLogger(__name__)
 
@@ -79,16 +80,51 @@ def _walk(root: Path) -> Iterator[Path]:
                 yield Path(dirpath) / name
 
 
+def _inside(root: Path, target: Path, dicomdir: Path, skipped: list[tuple[Path, CalcdxError]]) -> bool:
+    if target.is_relative_to(root):
+        return True
+    skipped.append((target, InputError(f"DICOMDIR {dicomdir} refers to a file outside its folder {root}; skipped",
+                                       path=target)))
+    return False
+
+
+def _dicomdir_records(ds: Dataset, path: Path, root: Path, skipped: list[tuple[Path, CalcdxError]]) -> list[Path]:
+    """Fallback when pydicom's FileSet refuses the whole DICOMDIR (e.g. one entry escapes its
+    root): take each record's ReferencedFileID, keeping the entries inside the root."""
+    files: list[Path] = []
+    try:
+        records = list(ds.DirectoryRecordSequence)
+    except Exception as exc:
+        skipped.append((path, CorruptDicomError(f"DICOMDIR has no readable directory records ({exc})", path=path)))
+        return files
+    for record in records:
+        try:
+            if "ReferencedFileID" not in record:
+                continue
+            value = record.ReferencedFileID
+            parts = [str(value)] if isinstance(value, str) else [str(v) for v in value]
+            target = root.joinpath(*parts).resolve()
+        except Exception as exc:  # a corrupt record: skip it, keep the others
+            skipped.append((path, CorruptDicomError(f"DICOMDIR record unusable ({exc})", path=path)))
+            continue
+        if _inside(root, target, path, skipped):
+            files.append(target)
+    return files
+
+
 def _dicomdir_files(path: Path, skipped: list[tuple[Path, CalcdxError]]) -> list[Path]:
+    """The files a DICOMDIR references, each checked to lie inside the DICOMDIR's folder."""
     root = path.parent.resolve()
     try:
-        fileset = FileSet(open_dicom(path))
+        ds = open_dicom(path)
     except CalcdxError as exc:
         skipped.append((path, exc))
         return []
+    try:
+        fileset = FileSet(ds)
     except Exception as exc:
-        skipped.append((path, InputError(f"DICOMDIR cannot be read ({exc})", path=path)))
-        return []
+        logger.info("%s: pydicom's FileSet refused it (%s); reading its records one by one", path, exc)
+        return _dicomdir_records(ds, path, root, skipped)
     files: list[Path] = []
     for instance in fileset:
         try:
@@ -96,11 +132,8 @@ def _dicomdir_files(path: Path, skipped: list[tuple[Path, CalcdxError]]) -> list
         except (OSError, ValueError) as exc:
             skipped.append((path, InputError(f"DICOMDIR entry unusable ({exc})", path=path)))
             continue
-        if not target.is_relative_to(root):
-            skipped.append((target, InputError("DICOMDIR entry points outside the DICOMDIR's folder; skipped",
-                                               path=target)))
-            continue
-        files.append(target)
+        if _inside(root, target, path, skipped):
+            files.append(target)
     return files
 
 

@@ -13,12 +13,15 @@ from dataclasses import dataclass
 
 import numpy as np
 from pydicom.dataset import Dataset
-from pydicom.pixels import apply_modality_lut, apply_voi_lut, get_decoder
+from pydicom.pixels import apply_modality_lut, apply_voi, apply_windowing, get_decoder
 from pydicom.uid import UID
 
+from calcdx.datasets.codestream import check_codestreams
 from calcdx.errors import (
+    ConfigError,
     CorruptDicomError,
     ImageTooLargeError,
+    InputError,
     TruncatedPixelDataError,
     UndecodableError,
 )
@@ -27,8 +30,22 @@ logger = logging.getLogger(__name__)
 
 DEFAULT_MAX_PIXELS = 150_000_000
 """Decompression-bomb guard: rows x columns x frames above this are refused before decoding."""
+DEFAULT_MAX_BYTES = 1 << 30
+"""Decompression-bomb guard: rows x columns x frames x samples x BitsAllocated / 8 above this
+(the decoded stored values, 1 GiB) are refused before decoding."""
 MAX_SIDE = 16_384
 UNSAFE_PLUGINS = frozenset({"gdcm"})
+PLUGIN_PREFERENCE = ("pyjpegls", "pylibjpeg", "pillow", "pydicom")
+"""Decoder plugins in the order tried (fastest first: CharLS via pyjpegls decodes JPEG-LS 3.7x
+faster than libjpeg, and serves nothing else; then pylibjpeg); GDCM never."""
+
+
+@dataclass(frozen=True, slots=True)
+class DecodedPixels:
+    """Stored values of every frame, (frames, rows, columns), and what decoded them."""
+
+    frames: np.ndarray
+    decoder: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,14 +55,18 @@ class PixelGeometry:
     frames: int
     bits_allocated: int
     bits_stored: int
+    samples: int = 1
 
 
-def check_geometry(ds: Dataset, source: str, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> PixelGeometry:
+def check_geometry(ds: Dataset, source: str, *, max_pixels: int = DEFAULT_MAX_PIXELS,
+                   max_bytes: int = DEFAULT_MAX_BYTES) -> PixelGeometry:
     """Validate the image header before any decoding.
 
     Raises:
         CorruptDicomError: missing or impossible Rows/Columns/Bits values.
-        ImageTooLargeError: more pixels than ``max_pixels`` or a side above 16,384.
+        ImageTooLargeError: more than ``max_pixels`` pixels (rows x columns x frames), more
+            than ``max_bytes`` of stored values (x samples x BitsAllocated / 8), or a side
+            above 16,384 px.
     """
     try:
         rows = int(ds.Rows)
@@ -53,6 +74,7 @@ def check_geometry(ds: Dataset, source: str, *, max_pixels: int = DEFAULT_MAX_PI
         frames = int(ds.get("NumberOfFrames", 1) or 1)
         bits_allocated = int(ds.BitsAllocated)
         bits_stored = int(ds.get("BitsStored", bits_allocated) or bits_allocated)
+        samples = int(ds.get("SamplesPerPixel", 1) or 1)
     except (AttributeError, TypeError, ValueError) as exc:
         raise CorruptDicomError(f"image header incomplete or invalid ({exc})", path=source) from exc
     if rows <= 0 or columns <= 0 or frames <= 0:
@@ -61,84 +83,112 @@ def check_geometry(ds: Dataset, source: str, *, max_pixels: int = DEFAULT_MAX_PI
         raise CorruptDicomError(
             f"impossible bit depth (BitsAllocated {bits_allocated}, BitsStored {bits_stored})", path=source
         )
-    if rows > MAX_SIDE or columns > MAX_SIDE or rows * columns * frames > max_pixels:
+    stored_bytes = rows * columns * frames * max(samples, 1) * bits_allocated // 8
+    if rows > MAX_SIDE or columns > MAX_SIDE or rows * columns * frames > max_pixels or stored_bytes > max_bytes:
         raise ImageTooLargeError(
-            f"{rows}x{columns}x{frames} pixels exceeds the limit of {max_pixels:,} "
-            f"(and {MAX_SIDE} per side); refusing to decode",
+            f"{rows}x{columns}x{frames} pixels of {bits_allocated} bits ({stored_bytes:,} bytes) exceeds the "
+            f"limits of {max_pixels:,} pixels, {max_bytes:,} bytes and {MAX_SIDE} px per side; refusing to decode",
             path=source,
         )
-    return PixelGeometry(rows, columns, frames, bits_allocated, bits_stored)
+    return PixelGeometry(rows, columns, frames, bits_allocated, bits_stored, max(samples, 1))
 
 
-def decode(ds: Dataset, source: str, geometry: PixelGeometry) -> np.ndarray:
-    """Decode the stored values: (frames, rows, cols) array.
+def _transfer_syntax(ds: Dataset) -> UID:
+    meta = getattr(ds, "file_meta", None)
+    value = meta.get("TransferSyntaxUID") if meta is not None else None
+    return UID(str(value)) if value else UID("1.2.840.10008.1.2")
+
+
+def _plugins(tsyntax: UID, source: str) -> list[str]:
+    """The safe decoder plugins for a compressed syntax, in preference order (``[""]`` = native)."""
+    if not tsyntax.is_compressed:
+        return [""]
+    try:
+        decoder = get_decoder(tsyntax)
+    except NotImplementedError as exc:
+        raise UndecodableError(f"no pixel decoder exists for transfer syntax {tsyntax.name} ({tsyntax})",
+                               path=source) from exc
+    if not decoder.is_available:
+        missing = decoder.missing_dependencies
+        text = "; ".join(missing) if isinstance(missing, list | tuple) else str(missing)
+        raise UndecodableError(
+            f"transfer syntax {tsyntax.name} needs a decoder that is not installed ({text})", path=source
+        )
+    # GDCM aborts the whole process on some corrupt JPEG 2000 streams (seen in fuzzing):
+    # decode with the pylibjpeg / pyjpegls / pillow / pydicom plugins only, GDCM never in-process.
+    available = [p for p in decoder.available_plugins if p not in UNSAFE_PLUGINS]
+    plugins = [p for p in PLUGIN_PREFERENCE if p in available] + sorted(set(available) - set(PLUGIN_PREFERENCE))
+    if not plugins:
+        raise UndecodableError(
+            f"transfer syntax {tsyntax.name}: only {', '.join(decoder.available_plugins)} can decode it here, "
+            "which calcdx does not run on untrusted input; install pylibjpeg-openjpeg / pylibjpeg-libjpeg / "
+            "pylibjpeg-rle / pyjpegls",
+            path=source)
+    return plugins
+
+
+def decode(ds: Dataset, source: str, geometry: PixelGeometry) -> DecodedPixels:
+    """Decode the stored values of every frame with pydicom's pixel backends.
+
+    Native data is checked for length first; compressed frames for the size their
+    codestream declares (``codestream.check_codestreams``) before a decoder runs.
+
+    Returns:
+        ``DecodedPixels``: (frames, rows, cols) stored values and the decoder used
+        ("native" or the pydicom plugin name).
 
     Raises:
         TruncatedPixelDataError: fewer native pixel bytes than the header declares, or a
             compressed stream that ends early.
         UndecodableError: no installed decoder for the transfer syntax (names what is missing).
-        CorruptDicomError: the decoder failed for another reason.
+        ImageTooLargeError: the decoder ran out of memory.
+        CorruptDicomError: the decoder failed for another reason, or a codestream
+            declares another size than the header.
     """
-    tsyntax = UID(str(ds.file_meta.get("TransferSyntaxUID", "1.2.840.10008.1.2"))) if hasattr(
-        ds, "file_meta") else UID("1.2.840.10008.1.2")
+    tsyntax = _transfer_syntax(ds)
     if "PixelData" in ds and not tsyntax.is_compressed:
-        expected = (geometry.rows * geometry.columns * geometry.frames * geometry.bits_allocated + 7) // 8
+        expected = (geometry.rows * geometry.columns * geometry.frames * geometry.samples
+                    * geometry.bits_allocated + 7) // 8
         actual = len(ds.PixelData)
         if actual < expected:
             raise TruncatedPixelDataError(
                 f"pixel data has {actual:,} bytes, the header declares {expected:,}", path=source
             )
+    plugins = _plugins(tsyntax, source)
     if tsyntax.is_compressed:
-        try:
-            decoder = get_decoder(tsyntax)
-        except NotImplementedError as exc:
-            raise UndecodableError(f"no pixel decoder exists for transfer syntax {tsyntax.name}",
-                                   path=source) from exc
-        if not decoder.is_available:
-            missing = "; ".join(f"{k}: {', '.join(v)}" for k, v in decoder.missing_dependencies.items()) \
-                if isinstance(decoder.missing_dependencies, dict) else str(decoder.missing_dependencies)
-            raise UndecodableError(
-                f"transfer syntax {tsyntax.name} needs a decoder that is not installed ({missing})", path=source
-            )
-    plugins: list[str] = [""]
-    if tsyntax.is_compressed:
-        # GDCM aborts the whole process on some corrupt JPEG 2000 streams (seen in fuzzing):
-        # decode with the pylibjpeg / pillow / pyjpegls plugins only, GDCM never in-process.
-        plugins = [p for p in decoder.available_plugins if p not in UNSAFE_PLUGINS] or []
-        if not plugins:
-            raise UndecodableError(
-                f"transfer syntax {tsyntax.name}: only {', '.join(decoder.available_plugins)} can decode it here, "
-                "which calcdx does not run on untrusted input; install pylibjpeg-openjpeg / pylibjpeg-libjpeg",
-                path=source)
+        check_codestreams(ds, source, tsyntax, geometry.rows, geometry.columns, geometry.frames)
     arr = None
-    last: BaseException | None = None
+    used = ""
+    errors: list[str] = []
     for plugin in plugins:
         try:
             if plugin:
                 ds.pixel_array_options(decoding_plugin=plugin)
             arr = ds.pixel_array
+            used = plugin or "native"
             break
         except (KeyboardInterrupt, SystemExit):
             raise
         except (MemoryError, OverflowError) as exc:
             raise ImageTooLargeError(f"pixel data too large to decode ({exc})", path=source) from exc
         except BaseException as exc:  # decoders raise many types (Rust decoders even panic)
-            last = exc
+            errors.append(" ".join(f"{plugin or 'native'}: {type(exc).__name__}: {exc}".split()))
     if arr is None:
-        text = str(last)
+        text = " | ".join(errors)
         if tsyntax.is_compressed and any(w in text.lower() for w in ("truncat", "end of", "insufficient",
                                                                        "not enough", "premature")):
-            raise TruncatedPixelDataError(f"compressed pixel data ends early ({text})", path=source) from last
-        raise CorruptDicomError(f"pixel data could not be decoded as {tsyntax.name}: {text}", path=source) from last
+            raise TruncatedPixelDataError(f"compressed pixel data ends early ({text})", path=source)
+        raise CorruptDicomError(f"pixel data could not be decoded as {tsyntax.name}: {text}", path=source)
     arr = np.asarray(arr)
     if arr.ndim == 2:
         arr = arr[np.newaxis]
-    if arr.ndim != 3 or arr.shape[1:] != (geometry.rows, geometry.columns):
+    if arr.ndim != 3 or arr.shape != (geometry.frames, geometry.rows, geometry.columns):
         raise CorruptDicomError(
-            f"decoded shape {arr.shape} does not match the header ({geometry.rows}x{geometry.columns})",
+            f"decoded shape {arr.shape} does not match the header "
+            f"({geometry.frames} frame(s) of {geometry.rows}x{geometry.columns})",
             path=source,
         )
-    return arr
+    return DecodedPixels(arr, used)
 
 
 def padding_mask(raw: np.ndarray, ds: Dataset) -> np.ndarray | None:
@@ -165,27 +215,64 @@ def mask_bits_stored(raw: np.ndarray, ds: Dataset, geometry: PixelGeometry) -> t
     return raw & raw.dtype.type(limit), True
 
 
-def voi_index(ds: Dataset, voi: str | int) -> int | None:
-    """Which VOI transform to apply: None for none, else the index into the window/LUT items.
+def check_voi(voi: object) -> str | int:
+    """Validate the ``voi`` argument: "first", "none" or a non-negative int.
 
-    ``voi="first"`` applies the first VOI LUT Sequence item if present, else the first
-    window; ``"none"`` applies none (linear scaling of modality values); an int picks that
-    item.
+    Raises:
+        ConfigError: anything else.
     """
-    has_lut = "VOILUTSequence" in ds and len(ds.VOILUTSequence) > 0
-    has_window = "WindowCenter" in ds and "WindowWidth" in ds
-    if voi == "none" or not (has_lut or has_window):
+    if voi in ("first", "none") or (isinstance(voi, int) and not isinstance(voi, bool) and voi >= 0):
+        return voi  # type: ignore[return-value]
+    raise ConfigError(f'Argument "voi" should be "first", "none" or a non-negative int, got {voi!r}')
+
+
+def _voi_counts(ds: Dataset) -> tuple[int, int]:
+    """(number of VOI LUT Sequence items, number of usable windows)."""
+    n_luts = len(ds.VOILUTSequence) if "VOILUTSequence" in ds and ds.VOILUTSequence else 0
+    if "WindowCenter" not in ds or "WindowWidth" not in ds:
+        return n_luts, 0
+    centers, widths = ds["WindowCenter"], ds["WindowWidth"]
+    return n_luts, min(centers.VM, widths.VM)
+
+
+def voi_index(ds: Dataset, voi: str | int, source: str = "<dataset>") -> int | None:
+    """Which VOI transform to apply: None for none, else the index into the VOI items.
+
+    Items are numbered VOI LUT Sequence items first, then windows (WindowCenter /
+    WindowWidth pairs): with 2 LUTs and 3 windows, 0-1 are the LUTs and 2-4 the windows.
+    ``voi="first"`` applies item 0 when there is one (the first LUT, else the first
+    window, as PS3.3 C.11.2 prefers the LUT); ``"none"`` applies none (the modality values
+    are scaled linearly); an int picks that item.
+
+    Raises:
+        InputError: an int ``voi`` beyond the items the file has.
+    """
+    n_luts, n_windows = _voi_counts(ds)
+    if voi == "none" or (voi == "first" and n_luts + n_windows == 0):
         return None
-    if voi == "first":
-        return 0
-    if isinstance(voi, int) and voi >= 0:
-        return voi
-    raise ValueError(f'Argument "voi" should be "first", "none" or a non-negative int, got {voi!r}')
+    index = 0 if voi == "first" else int(voi)
+    if index >= n_luts + n_windows:
+        raise InputError(f"VOI index {index} requested but the file has {n_luts} VOI LUT(s) and "
+                         f"{n_windows} window(s)", path=source)
+    return index
 
 
 def to_display(frame: np.ndarray, ds: Dataset, source: str, geometry: PixelGeometry, *,
                voi: str | int = "first") -> tuple[np.ndarray, tuple[str, ...]]:
-    """One stored frame -> float32 [0, 1], bright = dense; returns the steps applied."""
+    """One frame of stored values -> float32 (rows, cols) in [0, 1], bright = dense.
+
+    Normalisation: the min/max of the non-padding pixels after the LUTs map to 0 and 1.
+    No percentile clipping: calcifications are the densest pixels of a radiograph and
+    clipping the top percentiles would flatten exactly their internal contrast; padding
+    (the usual source of outliers) is excluded instead.
+
+    Returns:
+        the image and the steps applied, in order.
+
+    Raises:
+        CorruptDicomError: non-finite values after the LUTs, or a constant image.
+        InputError: an explicit VOI index the file does not have.
+    """
     applied: list[str] = []
     raw, masked = mask_bits_stored(frame, ds, geometry)
     if masked:
@@ -193,49 +280,57 @@ def to_display(frame: np.ndarray, ds: Dataset, source: str, geometry: PixelGeome
     pad = padding_mask(raw, ds)
     if "ModalityLUTSequence" in ds:
         applied.append("Modality LUT (LUT sequence)")
-    elif "RescaleSlope" in ds or "RescaleIntercept" in ds:
-        applied.append(f"Modality LUT (rescale slope {ds.get('RescaleSlope', 1)}, "
-                       f"intercept {ds.get('RescaleIntercept', 0)})")
+    elif "RescaleSlope" in ds and "RescaleIntercept" in ds:
+        applied.append(f"Modality LUT (rescale slope {ds.RescaleSlope}, intercept {ds.RescaleIntercept})")
     values = apply_modality_lut(raw, ds)
-    index = voi_index(ds, voi)
+    index = voi_index(ds, voi, source)
     if index is not None:
         values = _apply_voi(values, ds, index, source, applied)
-    values = np.asarray(values, dtype=np.float64)
-    valid = values[~pad] if pad is not None else values
-    if valid.size == 0 or not np.isfinite(valid).all():
+    image = np.asarray(values, dtype=np.float32)  # one float32 copy; every later step works in place
+    if np.may_share_memory(image, frame):
+        image = image.copy()
+    valid = image[~pad] if pad is not None else image
+    if valid.size == 0:
+        raise CorruptDicomError("every pixel is padding (PixelPaddingValue)", path=source)
+    lo, hi = float(valid.min()), float(valid.max())  # NaN/inf propagate to min/max
+    del valid
+    if not (np.isfinite(lo) and np.isfinite(hi)):
         raise CorruptDicomError("pixel values are not finite after the LUTs", path=source)
-    lo, hi = float(valid.min()), float(valid.max())
     if hi <= lo:
         raise CorruptDicomError("image is constant (every pixel has the same value)", path=source)
-    image = ((values - lo) / (hi - lo)).astype(np.float32)
+    image -= lo
+    image *= np.float32(1.0 / (hi - lo))
     np.clip(image, 0.0, 1.0, out=image)
     applied.append("scaled to [0, 1] by min/max of non-padding pixels")
     if str(ds.get("PhotometricInterpretation", "")).strip().upper() == "MONOCHROME1":
-        image = 1.0 - image
+        np.subtract(np.float32(1.0), image, out=image)
         applied.append("MONOCHROME1 inverted (bright = dense)")
     if pad is not None:
         image[pad] = 0.0
-        applied.append(f"PixelPaddingValue {int(ds.PixelPaddingValue)} set to background")
+        applied.append(f"PixelPaddingValue {ds.PixelPaddingValue} set to background")
     return image, tuple(applied)
 
 
 def _apply_voi(values: np.ndarray, ds: Dataset, index: int, source: str, applied: list[str]) -> np.ndarray:
-    n_luts = len(ds.VOILUTSequence) if "VOILUTSequence" in ds else 0
-    centers = ds.get("WindowCenter")
-    n_windows = len(centers) if centers is not None and hasattr(centers, "__len__") and not isinstance(
-        centers, str) else (1 if centers is not None else 0)
-    if index >= max(n_luts, n_windows):
-        raise CorruptDicomError(f"VOI index {index} requested but the file has {n_luts} LUT(s) and "
-                                f"{n_windows} window(s)", path=source)
+    n_luts, _ = _voi_counts(ds)
     try:
-        out = apply_voi_lut(values, ds, index=index, prefer_lut=True)
-    except Exception as exc:
+        if index < n_luts:
+            out = apply_voi(values, ds, index=index)
+            step = f"VOI LUT sequence item {index}"
+        else:
+            window = index - n_luts
+            out = apply_windowing(values, ds, index=window)
+            function = str(ds.get("VOILUTFunction", "LINEAR") or "LINEAR").upper()
+            step = (f"VOI window {window} ({function}, centre {_item(ds, 'WindowCenter', window)}, "
+                    f"width {_item(ds, 'WindowWidth', window)})")
+    except Exception as exc:  # e.g. window width < 1, an unknown VOI LUT Function
         logger.warning("%s: VOI transform failed (%s); using modality values", source, exc)
-        applied.append(f"VOI skipped: {exc}")
+        applied.append(f"VOI skipped ({type(exc).__name__}: {exc})")
         return values
-    if n_luts > index:
-        applied.append(f"VOI LUT sequence item {index}")
-    else:
-        function = str(ds.get("VOILUTFunction", "LINEAR") or "LINEAR").upper()
-        applied.append(f"VOI window {index} ({function})")
-    return np.asarray(out, dtype=np.float64)
+    applied.append(step)
+    return np.asarray(out)
+
+
+def _item(ds: Dataset, keyword: str, index: int) -> object:
+    elem = ds[keyword]
+    return elem.value[index] if elem.VM > 1 else elem.value

@@ -15,14 +15,25 @@ from pathlib import Path
 
 import numpy as np
 import pydicom
+from pydicom.datadict import dictionary_VR
 from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
+from pydicom.sequence import Sequence as DicomSequence
+from pydicom.uid import UID
 
 from calcdx.datasets.acceptance import check_projection_radiograph
-from calcdx.datasets.pixels import DEFAULT_MAX_PIXELS, check_geometry, decode, to_display
+from calcdx.datasets.pixels import (
+    DEFAULT_MAX_BYTES,
+    DEFAULT_MAX_PIXELS,
+    check_geometry,
+    check_voi,
+    decode,
+    to_display,
+)
 from calcdx.datasets.radiograph import Radiograph, SpacingSource
 from calcdx.errors import (
     CalcdxError,
+    ConfigError,
     CorruptDicomError,
     ImageTooLargeError,
     InputError,
@@ -35,16 +46,25 @@ logger = logging.getLogger(__name__)
 
 DEFAULT_SPACING_MM = 0.15
 """Spacing assumed (and flagged ``SpacingSource.ASSUMED``) when a file has no valid spacing."""
+MAX_SEQUENCE_DEPTH = 32
+"""Sequences nested deeper than this are refused (radiograph headers nest 3-5 deep; the
+parser itself recurses and fails near depth 249, pydicom#2330)."""
+DEFER_SIZE = 1 << 20
+"""Elements above 1 MiB (the pixel data) are read from the file only when used, so a refused
+file (a 200 MB CT) never has its pixels loaded."""
 
 PathOrDataset = str | os.PathLike[str] | Dataset
 
 
 def open_dicom(path: str | os.PathLike[str], *, stop_before_pixels: bool = False) -> Dataset:
-    """Parse a DICOM file without ``force``.
+    """Parse a DICOM file without ``force``; large elements (pixel data) are deferred.
 
     Raises:
         NotDicomError: missing file, not a file, or not DICOM.
-        NestingTooDeepError: sequences nested too deep to parse.
+        InputError: the file cannot be read (permissions).
+        NestingTooDeepError: sequences nested deeper than ``MAX_SEQUENCE_DEPTH`` or too
+            deep for the parser.
+        TruncatedPixelDataError: the file ends inside an element.
         CorruptDicomError: a DICOM header that cannot be parsed.
     """
     source = os.fspath(path)
@@ -53,20 +73,75 @@ def open_dicom(path: str | os.PathLike[str], *, stop_before_pixels: bool = False
     try:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            ds = pydicom.dcmread(source, stop_before_pixels=stop_before_pixels)
+            ds = pydicom.dcmread(source, stop_before_pixels=stop_before_pixels, defer_size=DEFER_SIZE)
     except InvalidDicomError as exc:
         raise NotDicomError(f"not a DICOM file ({exc})", path=source) from exc
     except RecursionError as exc:
         raise NestingTooDeepError("sequences are nested too deeply to parse", path=source) from exc
     except MemoryError as exc:
         raise ImageTooLargeError("a header element is too large to read", path=source) from exc
+    except (PermissionError, IsADirectoryError) as exc:
+        raise InputError(f"cannot read the file ({exc.strerror})", path=source) from exc
     except Exception as exc:  # pydicom raises many types for corrupt headers
         raise CorruptDicomError(f"DICOM header cannot be parsed ({type(exc).__name__}: {exc})",
                                 path=source) from exc
     ended_early = [str(w.message) for w in caught if "end of file" in str(w.message).lower()]
     if ended_early:
         raise TruncatedPixelDataError(f"file ends early ({ended_early[0]})", path=source)
+    check_nesting(ds, source)
     return ds
+
+
+def sequence_depth(ds: Dataset, limit: int = MAX_SEQUENCE_DEPTH) -> int:
+    """Deepest sequence nesting in ``ds`` (0: no sequences), walked without recursion.
+
+    Only sequence elements are converted (in implicit VR files pydicom parses a sequence
+    when it is first accessed, so this is where deep or broken nesting shows); deferred
+    values (the pixel data) are not read.  The walk stops one level below ``limit``.
+
+    Raises:
+        RecursionError / any pydicom error: from converting a broken sequence.
+    """
+    deepest = 0
+    stack: list[tuple[Dataset, int]] = [(ds, 0)]
+    while stack:
+        current, depth = stack.pop()
+        deepest = max(deepest, depth)
+        if depth > limit:
+            break
+        for tag in current.keys():  # noqa: SIM118 - iterating a Dataset converts every element
+            raw = current.get_item(tag, keep_deferred=True)
+            vr = getattr(raw, "VR", None)
+            if vr is None or vr == "UN":
+                try:
+                    vr = dictionary_VR(tag)
+                except KeyError:
+                    continue
+            if vr != "SQ":
+                continue
+            value = current[tag].value
+            if isinstance(value, DicomSequence | list | tuple):
+                stack.extend((item, depth + 1) for item in value if isinstance(item, Dataset))
+    return deepest
+
+
+def check_nesting(ds: Dataset, source: str, limit: int = MAX_SEQUENCE_DEPTH) -> None:
+    """Refuse sequences nested deeper than ``limit`` or that cannot be parsed.
+
+    Raises:
+        NestingTooDeepError: nesting deeper than ``limit``, or too deep for the parser.
+        CorruptDicomError: a sequence that cannot be parsed.
+    """
+    try:
+        depth = sequence_depth(ds, limit)
+    except RecursionError as exc:
+        raise NestingTooDeepError("sequences are nested too deeply to parse", path=source) from exc
+    except MemoryError as exc:
+        raise ImageTooLargeError("a sequence is too large to read", path=source) from exc
+    except Exception as exc:  # pydicom raises many types for corrupt sequences
+        raise CorruptDicomError(f"a sequence cannot be parsed ({type(exc).__name__}: {exc})", path=source) from exc
+    if depth > limit:
+        raise NestingTooDeepError(f"sequences are nested more than {limit} deep", path=source)
 
 
 def _positive_pair(value: object) -> tuple[float, float] | None:
@@ -133,18 +208,30 @@ def read_radiographs(
     default_spacing_mm: float | None = None,
     voi: str | int = "first",
     max_pixels: int = DEFAULT_MAX_PIXELS,
+    max_bytes: int = DEFAULT_MAX_BYTES,
 ) -> list[Radiograph]:
     """Read every frame of a projection radiograph: one ``Radiograph`` per frame.
 
     Args:
         path_or_dataset: a file path or an already parsed pydicom Dataset.
         default_spacing_mm: spacing to assume (flagged) when the file has none.
-        voi: VOI transform: "first" (first VOI LUT item, else first window), "none", or an index.
-        max_pixels: decompression-bomb guard (rows x columns x frames).
+        voi: VOI transform: "first" (first VOI LUT item, else first window), "none", or an
+            index (LUT items first, then windows; see ``pixels.voi_index``).
+        max_pixels: decompression-bomb guard (rows x columns x frames), checked before decoding.
+        max_bytes: decompression-bomb guard on the stored values (rows x columns x frames x
+            samples x BitsAllocated / 8), checked before decoding.
 
     Raises:
-        InputError: a subclass naming the file and the reason (see ``calcdx.errors``).
+        InputError: a subclass naming the file and the reason (see ``calcdx.errors``); never
+            anything outside ``CalcdxError``, whatever the bytes of the file.
+        ConfigError: ``voi`` or ``default_spacing_mm`` is invalid.
     """
+    check_voi(voi)
+    if default_spacing_mm is not None and not (
+        isinstance(default_spacing_mm, int | float) and 0 < float(default_spacing_mm) <= 10
+    ):
+        raise ConfigError(f'Argument "default_spacing_mm" should be a spacing in mm in (0, 10], '
+                          f"got {default_spacing_mm!r}")
     if isinstance(path_or_dataset, Dataset):
         ds = path_or_dataset
         source = str(getattr(ds, "filename", None) or "<dataset>")
@@ -152,7 +239,9 @@ def read_radiographs(
         source = os.fspath(path_or_dataset)
         ds = open_dicom(source)
     try:
-        return _read(ds, source, default_spacing_mm=default_spacing_mm, voi=voi, max_pixels=max_pixels)
+        check_nesting(ds, source)
+        return _read(ds, source, default_spacing_mm=default_spacing_mm, voi=voi, max_pixels=max_pixels,
+                     max_bytes=max_bytes)
     except CalcdxError:
         raise
     except RecursionError as exc:
@@ -172,10 +261,16 @@ def read_radiograph(
     voi: str | int = "first",
     frame: int = 0,
     max_pixels: int = DEFAULT_MAX_PIXELS,
+    max_bytes: int = DEFAULT_MAX_BYTES,
 ) -> Radiograph:
-    """Read one frame (default the first) of a projection radiograph; see ``read_radiographs``."""
+    """Read one frame (default the first) of a projection radiograph; see ``read_radiographs``.
+
+    Raises:
+        InputError: as ``read_radiographs``, or ``frame`` beyond the frames of the file.
+        ConfigError: an invalid argument.
+    """
     frames = read_radiographs(path_or_dataset, default_spacing_mm=default_spacing_mm, voi=voi,
-                              max_pixels=max_pixels)
+                              max_pixels=max_pixels, max_bytes=max_bytes)
     if not 0 <= frame < len(frames):
         raise InputError(f"frame {frame} requested but the file has {len(frames)}",
                          path=frames[0].source if frames else None)
@@ -183,10 +278,11 @@ def read_radiograph(
 
 
 def _read(ds: Dataset, source: str, *, default_spacing_mm: float | None, voi: str | int,
-          max_pixels: int) -> list[Radiograph]:
+          max_pixels: int, max_bytes: int) -> list[Radiograph]:
     check_projection_radiograph(ds, source)
-    geometry = check_geometry(ds, source, max_pixels=max_pixels)
-    stored = decode(ds, source, geometry)
+    geometry = check_geometry(ds, source, max_pixels=max_pixels, max_bytes=max_bytes)
+    decoded = decode(ds, source, geometry)
+    stored = decoded.frames
     spacing, spacing_source = pixel_spacing(ds, default_spacing_mm)
     tsyntax = str(ds.file_meta.get("TransferSyntaxUID", "")) if hasattr(ds, "file_meta") else None
     sex = _text(ds, "PatientSex")
@@ -212,13 +308,24 @@ def _read(ds: Dataset, source: str, *, default_spacing_mm: float | None, voi: st
         "bits_stored": geometry.bits_stored,
     }
     out: list[Radiograph] = []
+    syntax_name = UID(tsyntax).name if tsyntax else "implicit VR little endian (no file meta)"
+    decoded_note = f"decoded {syntax_name} with {decoded.decoder}"
     spacing_note = f"spacing {spacing[0]:.4g}x{spacing[1]:.4g} mm from {spacing_source.value}"
     for index in range(stored.shape[0]):
         image, applied = to_display(stored[index], ds, source, geometry, voi=voi)
-        out.append(Radiograph(image=image, frame_index=index, applied=(*applied, spacing_note), **common))
+        out.append(Radiograph(image=image, frame_index=index, applied=(decoded_note, *applied, spacing_note),
+                              **common))
     if spacing_source is SpacingSource.ASSUMED:
         logger.info("%s: no valid pixel spacing; assuming %.3g mm", source, spacing[0])
     return out
+
+
+def decoder_of(radiograph: Radiograph) -> str | None:
+    """The pixel decoder that read ``radiograph`` ("native", "pylibjpeg", ...), from its steps."""
+    for step in radiograph.applied:
+        if step.startswith("decoded ") and " with " in step:
+            return step.rsplit(" with ", 1)[1]
+    return None
 
 
 def header_only(path: str | Path) -> Dataset:

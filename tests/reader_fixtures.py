@@ -48,6 +48,14 @@ def write_variant(ds: Dataset, syntax: str, path: Path) -> Path:
     out = copy.deepcopy(ds)
     if syntax in (RLELossless, JPEGLSLossless, JPEG2000Lossless):
         out.compress(syntax)
+    elif syntax == ExplicitVRBigEndian:  # pydicom's save_as will not switch endianness: swap and force
+        out.PixelData = np.frombuffer(out.PixelData, "<u2").byteswap().tobytes()
+        out.file_meta.TransferSyntaxUID = syntax
+        out.file_meta.MediaStorageSOPClassUID = out.SOPClassUID
+        out.file_meta.MediaStorageSOPInstanceUID = out.SOPInstanceUID
+        out.preamble = b"\0" * 128
+        pydicom.dcmwrite(path, out, implicit_vr=False, little_endian=False, force_encoding=True)
+        return path
     else:
         out.file_meta.TransferSyntaxUID = syntax
     out.save_as(path, enforce_file_format=True)

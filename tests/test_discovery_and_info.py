@@ -79,6 +79,7 @@ def test_info_cli_table_json_and_exit_code(tmp_path: Path, capsys: pytest.Captur
     assert rec["status"] == "accepted" and rec["spacing_source"] == "assumed"
     assert rec["transfer_syntax"].startswith("JPEG 2000")
     assert any("MONOCHROME1 inverted" in s for s in rec["applied"])
+    assert rec["decoder"] == "pylibjpeg" and rec["photometric"] == "MONOCHROME1"
     assert main(["info", good, ct]) == 1
     out = capsys.readouterr().out
     assert "REFUSED" in out and "modality CT" in out and "ACCEPTED" in out
@@ -88,4 +89,98 @@ def test_info_as_installed_console_script() -> None:
     exe = Path(sys.executable).with_name("calcdx")
     result = subprocess.run([str(exe), "info", sample_file("RG1_UNCR.dcm")], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
-    assert "1955x1841 px" in result.stdout
+    assert "1955x1841" in result.stdout and "ACCEPTED" in result.stdout
+    assert "native" in result.stdout  # the decoder column
+
+
+def _escaping_dicomdir(tmp_path: Path) -> tuple[Path, Path]:
+    """A real DICOMDIR (pydicom FileSet) with 2 images, one entry rewritten to point outside."""
+    import pydicom
+
+    fs = FileSet()
+    for p in _study(tmp_path / "src", 2, generate_uid()):
+        fs.add(pydicom.dcmread(p))
+    media = tmp_path / "media"
+    fs.write(media)
+    raw = (media / "DICOMDIR").read_bytes()
+    old, new = b"PT000000\\ST000000\\SE000000\\IM000000", b"..\\OUTSIDE0\\OUTSIDE0\\OUTSIDE0\\SECRE"
+    assert len(old) == len(new) and raw.count(old) == 1  # same length: record offsets stay valid
+    (media / "DICOMDIR").write_bytes(raw.replace(old, new))
+    secret = tmp_path / "OUTSIDE0" / "OUTSIDE0" / "OUTSIDE0" / "SECRE"
+    secret.parent.mkdir(parents=True)
+    secret.write_bytes((media / "PT000000" / "ST000000" / "SE000000" / "IM000000").read_bytes())
+    return media, secret
+
+
+def test_dicomdir_entry_outside_its_root_is_skipped_with_a_reason(tmp_path: Path) -> None:
+    media, secret = _escaping_dicomdir(tmp_path)
+    found = discover([media])
+    assert found.n_instances == 1  # the entry inside the root is still read
+    assert [i.path.name for s in found.studies for i in s.instances] == ["IM000001"]
+    (path, error), = found.skipped
+    assert path == secret.resolve() and "outside its folder" in error.reason
+
+
+def test_discovery_order_is_deterministic_by_series_then_instance(tmp_path: Path) -> None:
+    uid = generate_uid()
+    _study(tmp_path / "b", 2, uid, series_number=2)
+    _study(tmp_path / "a", 3, uid, series_number=1)
+    first = discover([tmp_path])
+    again = discover([tmp_path / "b", tmp_path / "a"])
+    order = [(i.series_number, i.instance_number) for i in first.studies[0].instances]
+    assert order == [(1, 1), (1, 2), (1, 3), (2, 1), (2, 2)]
+    assert [i.path for i in again.studies[0].instances] == [i.path for i in first.studies[0].instances]
+
+
+def test_sidecar_files_in_folders_are_passed_over_but_named_ones_refused(tmp_path: Path) -> None:
+    _study(tmp_path, 1, generate_uid())
+    (tmp_path / "labels.json").write_text("{}")
+    assert discover([tmp_path]).skipped == []
+    found = discover([tmp_path / "labels.json"])
+    assert [e.code for _, e in found.skipped] == ["E_NOT_DICOM"]
+
+
+def test_info_json_reports_refusals_with_header_facts(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    junk = tmp_path / "junk.dcm"
+    junk.write_bytes(b"not dicom at all")
+    assert main(["info", sample_file("CT_small.dcm"), str(junk), "--json"]) == 1
+    records = json.loads(capsys.readouterr().out)["files"]
+    ct, bad = records
+    assert ct["status"] == "refused" and ct["code"] == "E_NOT_RADIOGRAPH" and ct["modality"] == "CT"
+    assert ct["rows"] == 128 and ct["transfer_syntax"] == "Explicit VR Little Endian"
+    assert bad["code"] == "E_NOT_DICOM" and bad["path"] == str(junk)
+
+
+def test_info_options_are_validated(capsys: pytest.CaptureFixture[str]) -> None:
+    for bad in (["--voi", "middle"], ["--default-spacing", "0"], ["--default-spacing", "abc"]):
+        with pytest.raises(SystemExit) as info:
+            main(["info", sample_file("RG3_J2KR.dcm"), *bad])
+        assert info.value.code == 2
+    assert "should be" in capsys.readouterr().err
+
+
+def test_info_voi_none_and_default_spacing(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["info", sample_file("RG3_UNCR.dcm"), "--voi", "none", "--default-spacing", "0.1", "--json"]) == 0
+    rec = json.loads(capsys.readouterr().out)["files"][0]
+    assert rec["pixel_spacing_mm"] == [0.1, 0.1] and rec["spacing_source"] == "assumed"
+    assert not any(step.startswith("VOI") for step in rec["applied"])
+
+
+def test_info_on_nothing_found_exits_1(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["info", str(tmp_path)]) == 1
+    assert "0 accepted, 0 refused" in capsys.readouterr().out
+
+
+def test_real_dicomdir_from_pydicom_groups_six_studies() -> None:
+    import pydicom.data
+
+    root = Path(pydicom.data.__file__).parent / "test_files" / "dicomdirtests"
+    via_dicomdir = discover([root / "DICOMDIR"])
+    via_folder = discover([root])  # a folder holding a DICOMDIR is read through it
+    assert len(via_dicomdir.studies) == 6 and via_dicomdir.n_instances == 31 and not via_dicomdir.skipped
+    assert [s.paths for s in via_folder.studies] == [s.paths for s in via_dicomdir.studies]
+    cr = next(s for s in via_dicomdir.studies if s.instances[0].modality == "CR")
+    assert [(i.series_number, i.path.name) for i in cr.instances] == [(1, "6154"), (2, "6247"), (3, "6278")]
+    for study in via_dicomdir.studies:
+        keys = [(i.series_number, i.instance_number) for i in study.instances]
+        assert keys == sorted(keys)
