@@ -1,10 +1,13 @@
-"""Driver for the Orthanc round trip, run inside a private network namespace (only loopback).
+"""Driver for the Orthanc round trips, run inside a private network namespace (only loopback).
 
-    unshare --net sh -c 'ip link set lo up && python tests/pacs_orthanc_scenario.py OUT_JSON FILE...'
+    unshare --net sh -c 'ip link set lo up && python -m tests.pacs_orthanc_scenario MODE OUT_JSON FILE...'
 
-Starts Orthanc (Debian package, generated config, GDCM plugin, calcdx's Lua routing script) and the
-calcdx DICOM node, sends FILEs to Orthanc with dcmtk's storescu, waits until Orthanc holds calcdx's
-SR and overlay in the same study, and writes what it saw as JSON.  Everything it starts, it stops.
+MODE ``lua``: Orthanc's Lua script routes the stable study to ``calcdx serve dicom``, which
+C-STOREs the SR and overlays back.  MODE ``python``: the orthanc-python script asks
+``calcdx serve web`` to analyse the study by reference (QIDO/WADO-RS from Orthanc's DICOMweb
+plugin, STOW-RS back).  Starts Orthanc (Debian package, generated config), the calcdx side,
+sends FILEs with dcmtk's storescu (``-xv``: JPEG 2000 offered), waits until Orthanc holds the SR
+and the overlays in the same study, and writes what it saw as JSON.  Everything it starts, it stops.
 """
 
 from __future__ import annotations
@@ -20,16 +23,19 @@ from pathlib import Path
 import pydicom
 
 from calcdx.inference.pacs.orthanc import LocalOrthanc
+from tests.pacs_fixtures import result_jsons, sr_content
 
 
 def main() -> int:
-    out_json, sources = Path(sys.argv[1]), [Path(p) for p in sys.argv[2:]]
+    mode, out_json, sources = sys.argv[1], Path(sys.argv[2]), [Path(p) for p in sys.argv[3:]]
     work = Path(tempfile.mkdtemp(prefix="calcdx-orthanc-"))
-    report: dict[str, object] = {"ok": False}
+    report: dict[str, object] = {"ok": False, "mode": mode}
     try:
-        with LocalOrthanc(work) as orthanc:
+        with LocalOrthanc(work, mode=mode, stable_age=1) as orthanc:
             started = time.time()
-            report["storescu_rc"] = orthanc.storescu(sources).returncode
+            sent = orthanc.storescu(sources)
+            report["storescu_rc"] = sent.returncode
+            report["storescu_err"] = sent.stderr[-2000:]
             expected = {str(pydicom.dcmread(p, stop_before_pixels=True).StudyInstanceUID) for p in sources}
             deadline = time.time() + 240
             studies: dict[str, dict[str, object]] = {}
@@ -40,28 +46,39 @@ def main() -> int:
                     break
                 time.sleep(0.5)
             report.update(seconds=time.time() - started, studies=studies, expected_studies=sorted(expected))
-            srs = []
-            for uid, study in studies.items():
+            time.sleep(2 * orthanc.stable_age + 1)  # results make the study stable again: must not loop
+            srs, overlays = [], []
+            for uid, study in orthanc.study_modalities().items():
                 for inst in orthanc.get(f"/studies/{study['id']}/instances"):
-                    if orthanc.get(f"/instances/{inst['ID']}/simplified-tags").get("Modality") != "SR":
+                    modality = orthanc.get(f"/instances/{inst['ID']}/simplified-tags").get("Modality")
+                    if modality not in ("SR", "OT"):
                         continue
                     path = work / f"{inst['ID']}.dcm"
                     path.write_bytes(orthanc.raw(f"/instances/{inst['ID']}/file"))
-                    ds = pydicom.dcmread(path)
-                    refs = sorted(i.ReferencedSOPInstanceUID for s in ds.CurrentRequestedProcedureEvidenceSequence
-                                  for se in s.ReferencedSeriesSequence for i in se.ReferencedSOPSequence)
                     check = subprocess.run(["dciodvfy", str(path)], capture_output=True, text=True)
                     errors = [ln for ln in (check.stdout + check.stderr).splitlines() if ln.startswith("Error")]
-                    srs.append({"study": uid, "same_study": ds.StudyInstanceUID == uid, "references": refs,
-                                "dciodvfy_errors": errors})
+                    if modality == "SR":
+                        srs.append({**sr_content(path), "orthanc_study": uid, "dciodvfy_errors": errors})
+                    else:
+                        ds = pydicom.dcmread(path, stop_before_pixels=True)
+                        overlays.append({"orthanc_study": uid, "study": str(ds.StudyInstanceUID),
+                                         "source": str(ds.SourceImageSequence[0].ReferencedSOPInstanceUID),
+                                         "dciodvfy_errors": errors})
             report["srs"] = srs
+            report["overlays"] = overlays
+            report["results"] = {uid: {"findings": sum(len(i["findings"]) for i in r["images"]),
+                                       "codes": sorted(f.get("code", f.get("pattern", "")) for i in r["images"]
+                                                       for f in i["findings"])}
+                                 for uid, r in result_jsons(work).items()}
             report["sources"] = sorted(str(pydicom.dcmread(p, stop_before_pixels=True).SOPInstanceUID)
                                        for p in sources)
             report["ok"] = True
+    except Exception as exc:
+        report["exception"] = f"{type(exc).__name__}: {exc}"
     finally:
-        for log in ("orthanc.log", "node.log"):
+        for log in ("orthanc.log", "calcdx.log"):
             if (work / log).exists():
-                report[f"{log}_tail"] = (work / log).read_text(errors="replace")[-2000:]
+                report[f"{log}_tail"] = (work / log).read_text(errors="replace")[-3000:]
         out_json.write_text(json.dumps(report, indent=1))
         shutil.rmtree(work, ignore_errors=True)
     return 0
