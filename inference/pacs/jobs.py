@@ -65,6 +65,16 @@ class JobStore:
         """The job record.  Raises KeyError for an unknown id."""
         return dict(json.loads((self.folder(job_id) / "job.json").read_text(encoding="utf-8")))
 
+    def all(self) -> list[dict[str, Any]]:
+        """Every job record, newest first."""
+        records = []
+        for path in self.root.glob("*/job.json"):
+            try:
+                records.append(json.loads(path.read_text(encoding="utf-8")))
+            except (OSError, ValueError):  # a job being removed or written
+                continue
+        return sorted(records, key=lambda job: job.get("created", ""), reverse=True)
+
     def _save(self, job: dict[str, Any]) -> None:
         from calcdx.inference.study import atomic_write_text
 

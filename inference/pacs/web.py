@@ -2,18 +2,21 @@
 
 Endpoints (all but ``/health`` and the OpenAPI document need ``Authorization: Bearer <token>``):
 
-- ``POST /studies`` (and ``/studies/{study}``): STOW-RS-compatible upload, ``multipart/related;
-  type="application/dicom"``; one job per study in the upload; 202 with the jobs.
+- ``POST /studies`` (and ``/studies/{study}``): STOW-RS upload, ``multipart/related;
+  type="application/dicom"``; one job per study in the upload; the answer is a STOW-RS response
+  (DICOM JSON; 200 all accepted, 202 some refused) whose RetrieveURLs and ``Location`` header
+  name the jobs.
 - ``POST /analyses``: analysis by reference, ``{"dicomweb_url", "study_instance_uid",
   "store_back"}``: the study is pulled with QIDO-RS/WADO-RS and the SR and overlays stored back
   with STOW-RS.  Only ``dicomweb_sources`` from the settings may be named.
-- ``GET /jobs/{id}``: job state; ``GET /jobs/{id}/result``: result JSON; ``GET /jobs/{id}/sr``,
+- ``GET /jobs`` (``?study_instance_uid=``): the jobs; ``GET /jobs/{id}``: job state;
+  ``GET /jobs/{id}/result``: result JSON; ``GET /jobs/{id}/sr``,
   ``GET /jobs/{id}/overlays/{n}``: the SR and overlay Secondary Captures as ``application/dicom``;
   ``GET /jobs/{id}/overlays/{n}/png``: the overlay as PNG.
 
-Errors are JSON ``{"detail": {"code", "reason", ...}}``: 400 not DICOM / bad multipart,
+Errors are JSON ``{"detail": {"code", "reason", ...}}``: 400 nothing DICOM / bad multipart,
 401 no or wrong token, 403 source not allowed, 404 unknown job, 409 job not done,
-413 upload too large, 415 wrong media type, 422 not a radiograph.
+413 upload too large, 415 wrong media type, 422 no radiograph in the upload.
 """
 
 from __future__ import annotations
@@ -25,17 +28,21 @@ import tempfile
 from collections import defaultdict
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import replace
 from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, HTTPException, Request
-from fastapi.responses import FileResponse
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import FileResponse, JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, Field
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from calcdx.errors import CalcdxError, NotDicomError
 from calcdx.inference.pacs.config import WebConfig
 from calcdx.inference.pacs.jobs import JobStore
+from calcdx.inference.pacs.stow import FAILURE_MISMATCH, Received, Refusal, stow_response
 from calcdx.version import __version__
 
 logger = logging.getLogger(__name__)
@@ -102,8 +109,8 @@ async def _read_limited(request: Request, limit: int) -> bytes:
     return b"".join(chunks)
 
 
-def _check_instance(path: Path, name: str) -> str:
-    """The Study Instance UID of a received instance.
+def _check_instance(path: Path, name: str) -> Received:
+    """What a received part is, if it is a projection radiograph (pixel data not decoded).
 
     Raises:
         CalcdxError: NotDicomError, NotRadiographError, ... (with ``path`` set to ``name``).
@@ -112,12 +119,30 @@ def _check_instance(path: Path, name: str) -> str:
     from calcdx.datasets.reader import open_dicom
 
     try:
-        ds = open_dicom(path)  # pixel data deferred, not decoded
+        ds = open_dicom(path)
         check_projection_radiograph(ds, name)
     except CalcdxError as exc:
         exc.path = name
         raise
-    return str(ds.get("StudyInstanceUID", ""))
+    return Received(path, str(ds.get("StudyInstanceUID", "")), str(ds.get("SOPClassUID", "")),
+                    str(ds.get("SOPInstanceUID", "")))
+
+
+def add_error_handlers(app: FastAPI) -> None:
+    """Every error body has the same shape, ``{"detail": {"code", "reason", ...}}``, including
+    FastAPI's own (no such route, wrong method, a request body that fails validation)."""
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        detail = exc.detail if isinstance(exc.detail, dict) else {"code": f"E_HTTP_{exc.status_code}",
+                                                                   "reason": str(exc.detail)}
+        return JSONResponse({"detail": detail}, status_code=exc.status_code, headers=exc.headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = [{"where": ".".join(map(str, e.get("loc", ()))), "reason": e.get("msg", "")} for e in exc.errors()]
+        reason = "; ".join(f"{e['where']}: {e['reason']}" for e in errors)
+        return JSONResponse({"detail": {"code": "E_REQUEST", "reason": reason, "errors": errors}}, status_code=422)
 
 
 def create_app(config: WebConfig, predictor: Any = None) -> FastAPI:
@@ -153,6 +178,7 @@ def create_app(config: WebConfig, predictor: Any = None) -> FastAPI:
                               "not a medical device.",
                   lifespan=lifespan)
     app.state.jobs = jobs
+    add_error_handlers(app)
     app.state.get_predictor = get_predictor
 
     def job_or_404(job_id: str) -> tuple[dict[str, Any], Path]:
@@ -175,10 +201,18 @@ def create_app(config: WebConfig, predictor: Any = None) -> FastAPI:
         """Liveness (no authentication; reveals nothing about jobs)."""
         return {"status": "ok", "version": __version__}
 
-    @app.post("/studies", status_code=202, dependencies=[Depends(authorised)], tags=["STOW-RS"])
-    @app.post("/studies/{study}", status_code=202, dependencies=[Depends(authorised)], tags=["STOW-RS"])
-    async def store_studies(request: Request, study: str | None = None) -> dict[str, Any]:
-        """STOW-RS upload: multipart/related; type="application/dicom". One analysis job per study."""
+    @app.post("/studies", dependencies=[Depends(authorised)], tags=["STOW-RS"], response_model=None,
+              responses={200: {"description": "every instance accepted (STOW-RS response, DICOM JSON)"},
+                         202: {"description": "some instances refused: FailedSOPSequence says which"}})
+    @app.post("/studies/{study}", dependencies=[Depends(authorised)], tags=["STOW-RS"], response_model=None)
+    async def store_studies(request: Request, study: str | None = None) -> JSONResponse:
+        """STOW-RS upload: multipart/related; type="application/dicom". One analysis job per study.
+
+        The answer is a STOW-RS response (``application/dicom+json``): ReferencedSOPSequence for the
+        accepted instances, FailedSOPSequence (with FailureReason) for the refused ones.  The
+        RetrieveURL of each accepted instance, and the ``Location`` header, name its analysis job
+        (``/jobs/{id}``); ``X-Calcdx-Refused`` gives calcdx's reason for each refused part.
+        """
         if study is not None and not (len(study) <= 64 and _UID.match(study)):
             raise _error(400, "E_UID", "the Study Instance UID in the path is not a valid UID")
         body = await _read_limited(request, config.max_upload_bytes)
@@ -186,39 +220,42 @@ def create_app(config: WebConfig, predictor: Any = None) -> FastAPI:
         del body
         if len(parts) > config.max_instances:
             raise _error(413, "E_TOO_MANY", f"{len(parts)} instances exceed the limit of {config.max_instances}")
-        return _accept(parts, study)
+        base = str(request.base_url).rstrip("/")
+        accepted, refused = _accept(parts, study)
+        return stow_response(accepted, refused, base)
 
-    def _accept(parts: list[bytes], study: str | None) -> dict[str, Any]:
-        by_study: dict[str, list[Path]] = defaultdict(list)
-        refused: list[dict[str, Any]] = []
-        not_dicom: list[dict[str, Any]] = []
+    def _accept(parts: list[bytes], study: str | None) -> tuple[list[Received], list[Refusal]]:
+        """Check each part, group the radiographs by study and queue one job per study."""
+        by_study: dict[str, list[Received]] = defaultdict(list)
+        refused: list[Refusal] = []
         with tempfile.TemporaryDirectory(dir=jobs.root, prefix=".upload-") as tmp:
             for n, content in enumerate(parts):
                 path = Path(tmp) / f"part{n:05d}.dcm"
                 path.write_bytes(content)
                 try:
-                    uid = _check_instance(path, f"part {n}")
-                except NotDicomError as exc:
-                    not_dicom.append(exc.as_dict())
-                    continue
+                    item = _check_instance(path, f"part {n}")
                 except CalcdxError as exc:
-                    refused.append(exc.as_dict())
+                    refused.append(Refusal.from_error(exc, path))
                     continue
-                if study is not None and uid != study:
-                    refused.append({"code": "E_UID", "path": f"part {n}", "reason": "belongs to another study"})
+                if study is not None and item.study_uid != study:
+                    refused.append(Refusal(f"part {n}", "E_UID", "belongs to another study", FAILURE_MISMATCH,
+                                           item.sop_class_uid, item.sop_instance_uid))
                     continue
-                by_study[uid].append(path)
-            if not_dicom:
-                raise _error(400, "E_NOT_DICOM", "part(s) of the upload are not DICOM", failures=not_dicom)
+                by_study[item.study_uid].append(item)
             if not by_study:
-                raise _error(422, "E_NOT_RADIOGRAPH", "no projection radiograph in the upload", failures=refused)
-            created = []
-            for uid, paths in by_study.items():
-                job, into = jobs.new("upload", study_instance_uid=uid, instances=len(paths))
-                for p in paths:
-                    p.replace(into / p.name)
-                created.append({**jobs.enqueue(job["id"]), "links": links(job["id"])})
-        return {"jobs": created, "refused": refused}
+                if all(r.code == NotDicomError.code for r in refused):
+                    raise _error(400, "E_NOT_DICOM", "no part of the upload is DICOM",
+                                 failures=[r.as_dict() for r in refused])
+                raise _error(422, "E_NOT_RADIOGRAPH", "no projection radiograph in the upload",
+                             failures=[r.as_dict() for r in refused])
+            accepted: list[Received] = []
+            for uid, items in by_study.items():
+                job, into = jobs.new("upload", study_instance_uid=uid, instances=len(items))
+                for item in items:
+                    item.path.replace(into / item.path.name)
+                jobs.enqueue(job["id"])
+                accepted.extend(replace(item, job_id=job["id"]) for item in items)
+        return accepted, refused
 
     @app.post("/analyses", status_code=202, dependencies=[Depends(authorised)], tags=["by reference"])
     def analyse_by_reference(request: ReferenceRequest) -> dict[str, Any]:
@@ -230,6 +267,12 @@ def create_app(config: WebConfig, predictor: Any = None) -> FastAPI:
         job, _ = jobs.new("reference", study_instance_uid=request.study_instance_uid,
                           dicomweb_url=request.dicomweb_url.rstrip("/"), store_back=request.store_back)
         return {**jobs.enqueue(job["id"]), "links": links(job["id"])}
+
+    @app.get("/jobs", dependencies=[Depends(authorised)], tags=["jobs"])
+    def list_jobs(study_instance_uid: str | None = None) -> dict[str, Any]:
+        """Every job, newest first, or only those of one study (``?study_instance_uid=``)."""
+        found = [job for job in jobs.all() if study_instance_uid in (None, job.get("study_instance_uid"))]
+        return {"jobs": [{**job, "links": links(job["id"])} for job in found]}
 
     @app.get("/jobs/{job_id}", dependencies=[Depends(authorised)], tags=["jobs"])
     def job_status(job_id: str) -> dict[str, Any]:
