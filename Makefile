@@ -5,7 +5,7 @@
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
-SYSTEM_PACKAGES := dcmtk dicom3tools orthanc orthanc-python orthanc-dicomweb orthanc-gdcm iproute2 util-linux
+SYSTEM_PACKAGES := dcmtk dicom3tools openssl orthanc orthanc-python orthanc-dicomweb orthanc-gdcm iproute2 util-linux
 
 .PHONY: demo test install install-test system-deps lint bench clean
 
@@ -20,7 +20,7 @@ install-test: $(BIN)/python
 	$(BIN)/pip install --quiet -e '.[test]'
 
 system-deps:
-	@if command -v storescu >/dev/null && command -v dciodvfy >/dev/null && command -v Orthanc >/dev/null \
+	@if command -v storescu >/dev/null && command -v openssl >/dev/null && command -v dciodvfy >/dev/null && command -v Orthanc >/dev/null \
 	    && [ -e /usr/share/orthanc/plugins/libOrthancGdcm.so ]; then \
 	    echo "system packages present"; \
 	else \

@@ -49,6 +49,7 @@ ALGORITHM = "calcdx"
 CALCIFICATION = CodedConcept("CDX103", "99CALCDX", "Soft-tissue calcification")
 FOUND = CodedConcept("CDX113", "99CALCDX", "Found at the model's thresholds")
 NOT_FOUND = CodedConcept("CDX114", "99CALCDX", "Not found at the model's thresholds")
+NOT_ANALYSED = CodedConcept("CDX115", "99CALCDX", "Not analysed: outside the model's scope")
 
 
 def probability_concept(pattern: str) -> CodedConcept:
@@ -78,7 +79,7 @@ def build_sr(sources: Sequence[Dataset], findings_by_sop: dict[str, list[Finding
              differential_text: dict[str, list[str]], *, model_identity: dict[str, str],
              study_summary: str, image_probabilities: dict[str, dict[str, float]] | None = None,
              series_number: int = 9001, sop_instance_uid: str | None = None,
-    series_instance_uid: str | None = None,
+    series_instance_uid: str | None = None, not_analysed: dict[str, str] | None = None,
 ) -> Dataset:
     """Build the study's SR.
 
@@ -90,6 +91,9 @@ def build_sr(sources: Sequence[Dataset], findings_by_sop: dict[str, list[Finding
         study_summary: a one-paragraph text for the study (the study-level differential).
         image_probabilities: per SOP Instance UID, the calibrated image-level probability per
             pattern; written as one TID 1501 group per image (so an SR without findings is valid).
+        not_analysed: per SOP Instance UID of a source image the model declined (out of
+            distribution), the reason; its image-level group says "not analysed" and why, with no
+            probabilities, so the PACS user sees an answer for every image sent.
     """
     by_uid = {str(ds.SOPInstanceUID): ds for ds in sources}
     algorithm = hd.sr.AlgorithmIdentification(name=ALGORITHM, version=f"{__version__} / {model_identity['version']}")
@@ -125,18 +129,24 @@ def build_sr(sources: Sequence[Dataset], findings_by_sop: dict[str, list[Finding
                     hd.sr.TextContentItem(name=COMMENT, value=text[:4096],
                                           relationship_type=hd.sr.RelationshipTypeValues.CONTAINS))
             groups.append(group)
+    declined = not_analysed or {}
     for uid, source in by_uid.items():
-        probs = (image_probabilities or {}).get(uid, {})
+        probs = {} if uid in declined else (image_probabilities or {}).get(uid, {})
         found = bool(findings_by_sop.get(uid))
-        groups.append(hd.sr.MeasurementsAndQualitativeEvaluations(
+        group = hd.sr.MeasurementsAndQualitativeEvaluations(
             tracking_identifier=hd.sr.TrackingIdentifier(uid=hd.UID(), identifier=f"image-level result {uid[-12:]}"),
             algorithm_id=algorithm,
             measurements=[hd.sr.Measurement(name=probability_concept(p), value=float(v), unit=NO_UNITS)
                           for p, v in probs.items()] or None,
             qualitative_evaluations=[hd.sr.QualitativeEvaluation(
-                name=CALCIFICATION, value=FOUND if found else NOT_FOUND)],
+                name=CALCIFICATION, value=NOT_ANALYSED if uid in declined else FOUND if found else NOT_FOUND)],
             source_images=[hd.sr.SourceImageForMeasurementGroup(source.SOPClassUID, source.SOPInstanceUID)],
-        ))
+        )
+        if uid in declined:
+            group[0].ContentSequence.append(
+                hd.sr.TextContentItem(name=COMMENT, value=declined[uid][:1024] or "not analysed",
+                                      relationship_type=hd.sr.RelationshipTypeValues.CONTAINS))
+        groups.append(group)
     observer = hd.sr.ObserverContext(
         observer_type=codes.DCM.Device,
         observer_identifying_attributes=hd.sr.DeviceObserverIdentifyingAttributes(

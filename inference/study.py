@@ -88,6 +88,12 @@ def _differentials(images: list[ImageResult], radiographs: dict[str, Radiograph]
     return per_image, texts, study.to_dict(), study.to_text(max_entries=5)
 
 
+def _declined(images: list[ImageResult]) -> dict[str, str]:
+    """SOP Instance UID -> reason, for instances of which no frame was analysed."""
+    analysed = {im.sop_instance_uid for im in images if im.status == "analyzed"}
+    return {im.sop_instance_uid: im.reason or "not analysed" for im in images if im.sop_instance_uid not in analysed}
+
+
 def finalize_study(study_uid: str, images: list[ImageResult], radiographs: dict[str, Radiograph],
                    sources: dict[str, Path], refused: list[dict[str, Any]], predictor: Predictor, out_dir: Path, *,
                    context: Any = None, write_sr: bool = True, write_overlays: bool = True) -> StudyResult:
@@ -116,7 +122,8 @@ def finalize_study(study_uid: str, images: list[ImageResult], radiographs: dict[
     written = StudyResult(study_uid=study_uid, result=result, json_path=out_dir / f"{key}.json")
     headers = {}
     for image in images:
-        if image.status == "analyzed" and image.sop_instance_uid not in headers:
+        # declined (out-of-distribution) images are in the SR too, marked "not analysed" with the reason
+        if image.sop_instance_uid in sources and image.sop_instance_uid not in headers:
             try:
                 headers[image.sop_instance_uid] = header_only(sources[image.sop_instance_uid])
             except CalcdxError as exc:
@@ -152,7 +159,8 @@ def finalize_study(study_uid: str, images: list[ImageResult], radiographs: dict[
                             sop_instance_uid=generate_uid(prefix=DERIVED_UID_ROOT, entropy_srcs=["sr", *sr_key]),
                             series_instance_uid=generate_uid(prefix=DERIVED_UID_ROOT, entropy_srcs=["srs", *sr_key]),
                             study_summary=summary,
-                            image_probabilities={im.sop_instance_uid: im.probabilities for im in images})
+                            image_probabilities={im.sop_instance_uid: im.probabilities for im in images},
+                            not_analysed=_declined(images))
         written.sr_path = srmod.write_sr(out_dir / f"{key}_sr.dcm", sr)
     result["outputs"] = {
         "sr": written.sr_path.name if written.sr_path else None,

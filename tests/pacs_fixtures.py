@@ -7,9 +7,8 @@ import socket
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pydicom
-from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+from pydicom.uid import generate_uid
 
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLES = REPO / "examples"
@@ -21,29 +20,20 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def small_instances(folder: Path, n_studies: int, per_study: int, size: int = 256,
-                    source: Path = EXAMPLES / "img000010.dcm") -> dict[str, list[Path]]:
-    """``n_studies`` studies of ``per_study`` small uncompressed radiographs (crops of a simulated example,
-    each shifted so no two instances share pixels); {StudyInstanceUID: [paths]}."""
+def relabelled_instances(folder: Path, n_studies: int, per_study: int) -> dict[str, list[Path]]:
+    """``n_studies`` studies of ``per_study`` radiographs: the bundled examples (full size, JPEG 2000 as
+    shipped, cycling through every region) under new Study, Series and SOP Instance UIDs;
+    {StudyInstanceUID: [paths]}."""
     folder.mkdir(parents=True, exist_ok=True)
-    base = pydicom.dcmread(source)
-    pixels = base.pixel_array
-    rows, cols = pixels.shape
+    examples = sorted(EXAMPLES.glob("*.dcm"))
     out: dict[str, list[Path]] = {}
     k = 0
     for s in range(n_studies):
-        study_uid = generate_uid()
-        series_uid = generate_uid()
+        study_uid, series_uid = generate_uid(), generate_uid()
         out[study_uid] = []
         for i in range(per_study):
-            r0 = (k * 37) % max(1, rows - size)
-            c0 = (k * 53) % max(1, cols - size)
+            ds = pydicom.dcmread(examples[k % len(examples)])
             k += 1
-            ds = pydicom.dcmread(source, stop_before_pixels=True)
-            crop = np.ascontiguousarray(pixels[r0:r0 + size, c0:c0 + size]).astype(pixels.dtype)
-            ds.Rows, ds.Columns = crop.shape
-            ds.PixelData = crop.tobytes()
-            ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
             ds.StudyInstanceUID, ds.SeriesInstanceUID = study_uid, series_uid
             ds.SOPInstanceUID = generate_uid()
             ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID

@@ -156,6 +156,30 @@ def test_sr_has_one_group_per_finding_with_codes_and_measurements(tmp_path: Path
     assert back.StudyInstanceUID == source.StudyInstanceUID and back.PatientID == source.PatientID
 
 
+def test_sr_says_not_analysed_with_the_reason_for_a_declined_image(tmp_path: Path) -> None:
+    analysed = pydicom.dcmread(EXAMPLES / "img000011.dcm", stop_before_pixels=True)
+    declined = pydicom.dcmread(EXAMPLES / "img000010.dcm", stop_before_pixels=True)
+    declined.StudyInstanceUID = analysed.StudyInstanceUID
+    sr = build_sr([analysed, declined], {analysed.SOPInstanceUID: [], declined.SOPInstanceUID: []}, {},
+                  model_identity={"name": "test", "version": "1", "weights_sha256": "0" * 64}, study_summary="",
+                  image_probabilities={analysed.SOPInstanceUID: {"hadd": 0.1}, declined.SOPInstanceUID: {"hadd": 0.4}},
+                  not_analysed={declined.SOPInstanceUID: "out of distribution: feature distance 17.8"})
+    path = tmp_path / "sr.dcm"
+    sr.save_as(path, enforce_file_format=True)
+    assert dciodvfy_errors(path) == []
+    back = hd.sr.srread(path)
+    assert {str(u) for u in referenced_uids(back)} == {analysed.SOPInstanceUID, declined.SOPInstanceUID}
+    by_image = {str(g.source_images[0].referenced_sop_instance_uid): g
+                for g in back.content.get_image_measurement_groups()}
+    verdicts = {uid: g.get_qualitative_evaluations()[0].value.meaning for uid, g in by_image.items()}
+    assert verdicts[declined.SOPInstanceUID].startswith("Not analysed")
+    assert verdicts[analysed.SOPInstanceUID].startswith("Not found")
+    assert by_image[declined.SOPInstanceUID].get_measurements() == []  # no probability for a declined image
+    comments = [item.TextValue for item in by_image[declined.SOPInstanceUID][0].ContentSequence
+                if item.ValueType == "TEXT" and item.ConceptNameCodeSequence[0].CodeValue == "121106"]
+    assert comments == ["out of distribution: feature distance 17.8"]
+
+
 def test_measurement_of_a_known_ellipse() -> None:
     spacing = (0.2, 0.2)
     yy, xx = np.mgrid[:200, :200]

@@ -33,30 +33,66 @@ def _port() -> int:
         return int(s.getsockname()[1])
 
 
-@pytest.fixture
-def peers(tmp_path: Path):  # type: ignore[no-untyped-def]
-    """A dcmtk storescp as the PACS destination and a calcdx node, both on loopback."""
+def _start_site(tmp_path: Path, extra_config: str = ""):  # type: ignore[no-untyped-def]
+    """A dcmtk storescp as the PACS destination and a calcdx node, both on loopback; stopped after the test."""
     received = tmp_path / "pacs"
     received.mkdir()
     pacs_port, node_port = _port(), _port()
+    bind = ["--bind", "127.0.0.1"] if _supports_bind() else []
     storescp = subprocess.Popen([require_tool("storescp"), "--aetitle", "PACS", "--output-directory", str(received),
-                                 "--bind", "127.0.0.1", str(pacs_port)] if _supports_bind() else
-                                [require_tool("storescp"), "--aetitle", "PACS", "--output-directory", str(received),
-                                 str(pacs_port)])
+                                 *bind, str(pacs_port)])
     config = tmp_path / "node.yaml"
     config.write_text(
         f"ae_title: CALCDX\nhost: 127.0.0.1\nport: {node_port}\nallowed: [SENDER@127.0.0.1]\n"
         f"destination: PACS@127.0.0.1:{pacs_port}\nspool_dir: {tmp_path / 'spool'}\nout_dir: {tmp_path / 'out'}\n"
-        "study_idle_seconds: 1.0\nsend_backoff_seconds: 0.2\n")
+        "study_idle_seconds: 1.0\nsend_backoff_seconds: 0.2\n" + extra_config)
     node = subprocess.Popen([CALCDX, "serve", "dicom", "--config", str(config)], start_new_session=True,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     wait_port(pacs_port)
     wait_port(node_port, timeout=120)
-    yield {"received": received, "node_port": node_port, "node": node, "config": config, "tmp": tmp_path}
-    for proc in (node, storescp):
+    site = {"received": received, "node_port": node_port, "node": node, "config": config, "tmp": tmp_path}
+    yield site
+    for proc in (site["node"], storescp):
         if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGTERM) if proc is node else proc.terminate()
+            os.killpg(proc.pid, signal.SIGTERM) if proc is site["node"] else proc.terminate()
             proc.wait(timeout=30)
+
+
+@pytest.fixture
+def peers(tmp_path: Path):  # type: ignore[no-untyped-def]
+    yield from _start_site(tmp_path)
+
+
+def _openssl(*args: str) -> None:
+    subprocess.run([require_tool("openssl"), *args], check=True, capture_output=True)
+
+
+def _certificates(folder: Path) -> dict[str, Path]:
+    """A private CA, a server certificate for 127.0.0.1 and a client certificate, all signed by that CA."""
+    folder.mkdir()
+    ca_key, ca_crt = folder / "ca.key", folder / "ca.crt"
+    _openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(ca_key), "-out", str(ca_crt),
+             "-days", "2", "-subj", "/CN=calcdx test CA")
+    paths = {"ca": ca_crt}
+    extensions = {"server": "subjectAltName=IP:127.0.0.1,DNS:localhost", "client": "extendedKeyUsage=clientAuth"}
+    for name, extension in extensions.items():
+        key, csr, crt = folder / f"{name}.key", folder / f"{name}.csr", folder / f"{name}.crt"
+        _openssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out", str(csr), "-subj", f"/CN={name}")
+        ext = folder / f"{name}.ext"
+        ext.write_text(extension + "\n")
+        _openssl("x509", "-req", "-in", str(csr), "-CA", str(ca_crt), "-CAkey", str(ca_key), "-CAcreateserial",
+                 "-out", str(crt), "-days", "2", "-extfile", str(ext))
+        paths[f"{name}_key"], paths[f"{name}_crt"] = key, crt
+    return paths
+
+
+@pytest.fixture
+def tls_peers(tmp_path: Path):  # type: ignore[no-untyped-def]
+    certs = _certificates(tmp_path / "certs")
+    extra = f"tls_cert: {certs['server_crt']}\ntls_key: {certs['server_key']}\ntls_ca: {certs['ca']}\n"
+    for site in _start_site(tmp_path, extra):
+        site["certs"] = certs
+        yield site
 
 
 def _supports_bind() -> bool:
@@ -92,6 +128,23 @@ def test_storescu_in_sr_and_overlay_back_out(peers: dict) -> None:
                 for se in s.ReferencedSeriesSequence for i in se.ReferencedSOPSequence}
     assert source.SOPInstanceUID in evidence
     assert dciodvfy_errors(srs[0]) == []
+
+
+def test_tls_with_a_client_certificate_is_accepted_and_without_one_refused(tls_peers: dict) -> None:
+    certs, port = tls_peers["certs"], str(tls_peers["node_port"])
+    storescu = [require_tool("storescu"), "-xv", "-aet", "SENDER", "-aec", "CALCDX"]
+    trusted = ["+cf", str(certs["ca"])]
+    without_cert = subprocess.run([*storescu, "+tla", *trusted, "127.0.0.1", port, str(EXAMPLES / "img000010.dcm")],
+                                  capture_output=True, text=True, timeout=120)
+    plain = subprocess.run([*storescu, "127.0.0.1", port, str(EXAMPLES / "img000010.dcm")],
+                           capture_output=True, text=True, timeout=120)
+    assert without_cert.returncode != 0 and plain.returncode != 0
+    assert not list((tls_peers["tmp"] / "spool" / "incoming").iterdir())
+    with_cert = subprocess.run([*storescu, "+tls", str(certs["client_key"]), str(certs["client_crt"]), *trusted,
+                                "127.0.0.1", port, str(EXAMPLES / "img000011.dcm")],
+                               capture_output=True, text=True, timeout=120)
+    assert with_cert.returncode == 0, with_cert.stderr
+    assert _wait_for(tls_peers["received"], "SR*", 1)
 
 
 def test_calling_ae_not_on_the_allow_list_is_rejected(peers: dict) -> None:

@@ -124,8 +124,11 @@ def _register_orthanc(sub: Any) -> None:
 
 
 def _logging(verbose: bool) -> None:
-    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    """A service logs what it does (INFO) by default; the CLI's root handler is already in place."""
+    logging.basicConfig()
+    for handler in logging.getLogger().handlers:  # services log with timestamps
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logging.getLogger("calcdx").setLevel(logging.DEBUG if verbose else logging.INFO)
     logging.getLogger("pynetdicom").setLevel(logging.INFO if verbose else logging.WARNING)
 
 

@@ -95,6 +95,12 @@ class DicomNode:
             logger.warning("connection from %s refused: host on no allow-list entry", host)
             event.assoc.abort()
 
+    def _on_rejected(self, event: Any) -> None:
+        """Log every refused association (wrong called or calling AE title, too many associations)."""
+        self.refused += 1
+        logger.warning("association from %s (calling AE %s, called AE %s) rejected", event.assoc.requestor.address,
+                       event.assoc.requestor.ae_title.strip(), event.assoc.acceptor.ae_title.strip())
+
     def _ae(self) -> AE:
         ae = AE(ae_title=self.config.ae_title)
         for context in AllStoragePresentationContexts:  # every storage class, compressed syntaxes included
@@ -118,7 +124,8 @@ class DicomNode:
             ConfigError: TLS files cannot be loaded.
             OSError: the port cannot be bound.
         """
-        handlers = [(evt.EVT_C_STORE, self._on_store), (evt.EVT_CONN_OPEN, self._on_connect)]
+        handlers = [(evt.EVT_C_STORE, self._on_store), (evt.EVT_CONN_OPEN, self._on_connect),
+                    (evt.EVT_REJECTED, self._on_rejected)]
         self._server = self._ae().start_server((self.config.host, self.config.port), block=False,
                                                evt_handlers=handlers, ssl_context=ssl_context(self.config))
         if worker:
