@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import cv2
 import numpy as np
 from scipy import ndimage
 
@@ -77,7 +78,9 @@ def measure(image: np.ndarray, box: tuple[int, int, int, int], spacing: tuple[fl
     row1, col1 = min(r1 + pad, image.shape[0]), min(c1 + pad, image.shape[1])
     patch = image[row0:row1, col0:col1].astype(np.float32)
     sigma = max(3.0, 0.6 * max(r1 - r0, c1 - c0))
-    residual = patch - ndimage.gaussian_filter(patch, sigma, mode="nearest")
+    # OpenCV's separable blur: the same 4-sigma kernel and edge replication as scipy's mode="nearest" (equal
+    # to 1e-6), 4x faster.  Blurring a shrunk copy would be 50x faster but moved margins and counts.
+    residual = patch - cv2.GaussianBlur(patch, (0, 0), sigma, borderType=cv2.BORDER_REPLICATE)
     inner = np.zeros(patch.shape, bool)
     inner[r0 - row0:r1 - row0, c0 - col0:c1 - col0] = True
     values = residual[inner]
@@ -183,11 +186,11 @@ def extract_findings(radiograph: Radiograph, card: ModelCard, image_probabilitie
                    min(int(np.ceil(sl[1].stop * scale[1])), radiograph.shape[1]))
             if box[2] - box[0] < 2 or box[3] - box[1] < 2:
                 continue
-            m = measure(radiograph.image, box, radiograph.pixel_spacing_mm)
             probability = min(float(peaks[k]), p_image) if k != order[0] else p_image
             op = operating_point(card, name, probability)
-            if op is OperatingPoint.BELOW:
+            if op is OperatingPoint.BELOW:  # decided before measuring: measuring is the costly part
                 continue
+            m = measure(radiograph.image, box, radiograph.pixel_spacing_mm)
             findings.append(Finding(
                 pattern=pattern, probability=round(probability, 4), operating_point=op, bbox_px=m.bbox_px,
                 centroid_px=m.centroid_px, long_axis_mm=round(m.long_mm, 2), short_axis_mm=round(m.short_mm, 2),

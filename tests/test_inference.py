@@ -180,6 +180,15 @@ def test_sr_says_not_analysed_with_the_reason_for_a_declined_image(tmp_path: Pat
     assert comments == ["out of distribution: feature distance 17.8"]
 
 
+def test_decoding_workers_leave_the_model_the_other_cores() -> None:
+    from calcdx.inference.batch import model_threads
+
+    cores = len(os.sched_getaffinity(0))
+    assert model_threads(0, 7) == 7
+    assert model_threads(1, 7) == max(1, cores - 1)
+    assert model_threads(cores + 4, 7) == 1
+
+
 def test_measurement_of_a_known_ellipse() -> None:
     spacing = (0.2, 0.2)
     yy, xx = np.mgrid[:200, :200]

@@ -25,7 +25,8 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--out", required=True, help="output folder (created; re-use it to resume)")
     parser.add_argument("--model", default=None, help="model folder (default: the shipped model)")
     parser.add_argument("--workers", type=int, default=1, help="DataLoader worker processes for decoding (default 1)")
-    parser.add_argument("--threads", type=int, default=None, help="torch threads for the model")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch threads for the model (default: the cores the workers leave)")
     parser.add_argument("--context", default=None, metavar="YAML", help="clinical context for the rule layer")
     parser.add_argument("--default-spacing", type=float, default=None, metavar="MM",
                         help="pixel spacing to assume when a file has none (flagged in the results)")
@@ -43,7 +44,8 @@ def run(args: argparse.Namespace) -> int:
     predictor = Predictor(args.model, threads=args.threads)
     report = run_batch(args.paths, args.out, predictor, workers=args.workers, context=context,
                        write_sr=not args.no_sr, write_overlays=not args.no_overlay,
-                       default_spacing_mm=args.default_spacing, progress=not args.no_progress)
+                       default_spacing_mm=args.default_spacing, progress=not args.no_progress,
+                       threads=args.threads)
     print(f"{report.n_studies} studies analysed ({report.n_studies_skipped} already done), {report.n_images} "
           f"images ({report.n_not_analyzed} not analysed: out of distribution), {report.n_failures} failed files; "
           f"{report.images_per_second:.2f} images/s; results in {args.out}", file=sys.stderr)
