@@ -97,6 +97,17 @@ def test_ood_statistics_flag_shifted_features() -> None:
     assert np.isnan(ood_score(train[:2], {})).all()
 
 
+def test_ood_threshold_from_held_out_images_declines_about_the_chosen_share_of_new_images() -> None:
+    import numpy as np
+
+    rng = np.random.default_rng(1)
+    mixing = rng.normal(size=(48, 48)) * np.logspace(0, 2, 48)[None, :]  # correlated features of unequal scale
+    train, held_out, new = (rng.normal(size=(n, 48)) @ mixing for n in (300, 1000, 5000))
+    stats = fit_ood(train, percentile=99, held_out=held_out)
+    assert stats["threshold_from"] == "1000 held-out images"
+    assert 0.004 <= is_ood(new, stats).mean() <= 0.025  # about the 1 % chosen, on images never seen
+
+
 def test_shipped_model_loads_and_is_small() -> None:
     d = shipped_model_dir()
     assert (d / WEIGHTS_NAME).stat().st_size <= 25 * 1024 * 1024

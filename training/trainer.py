@@ -302,7 +302,7 @@ def _finalise(cfg: TrainConfig, model: torch.nn.Module, val_ds: ManifestDataset,
     n_ood = min(len(plain), OOD_MAX_IMAGES)
     pick = np.random.default_rng(cfg.seed).choice(len(plain), size=n_ood, replace=False)
     feats = evaluate(model, _eval_loader(Subset(plain, sorted(pick.tolist())), 0), device=device).features
-    ood = fit_ood(np.concatenate([feats, val.features]), percentile=cfg.calibration.ood_percentile)
+    ood = fit_ood(feats, percentile=cfg.calibration.ood_percentile, held_out=val.features)
     logger.info("calibration T=%.3f, val macro AUROC %.4f, ECE %.4f (%.0f s)", temperature,
                 val_metrics["macro_auroc"], val_metrics["ece"], time.perf_counter() - t0)
     epochs = [h for h in history if "seconds" in h]
