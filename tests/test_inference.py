@@ -189,15 +189,17 @@ def test_decoding_workers_leave_the_model_the_other_cores() -> None:
     assert model_threads(cores + 4, 7) == 1
 
 
-def test_measurement_of_a_known_ellipse() -> None:
+@pytest.mark.parametrize("scale", [1, 8])  # 10 x 20 mm, and an 80 x 160 mm sheet (a broad background blur)
+def test_measurement_of_a_known_ellipse(scale: int) -> None:
     spacing = (0.2, 0.2)
-    yy, xx = np.mgrid[:200, :200]
-    image = np.full((200, 200), 0.3, np.float32)
-    inside = ((yy - 100) / 25.0) ** 2 + ((xx - 100) / 50.0) ** 2 <= 1  # 10 mm x 20 mm
+    n = 200 * scale
+    yy, xx = np.mgrid[:n, :n]
+    image = np.full((n, n), 0.3, np.float32)
+    inside = ((yy - n / 2) / (25.0 * scale)) ** 2 + ((xx - n / 2) / (50.0 * scale)) ** 2 <= 1
     image[inside] = 0.8
-    m = measure(image, (70, 45, 130, 155), spacing)
-    assert m.long_mm == pytest.approx(20.0, abs=1.0)
-    assert m.short_mm == pytest.approx(10.0, abs=1.0)
+    m = measure(image, (70 * scale, 45 * scale, 130 * scale, 155 * scale), spacing)
+    assert m.long_mm == pytest.approx(20.0 * scale, rel=0.05)
+    assert m.short_mm == pytest.approx(10.0 * scale, rel=0.05)
     assert m.margin is Margin.WELL_DEFINED and m.count == 1
     assert m.density > 0.3
 

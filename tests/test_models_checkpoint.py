@@ -108,6 +108,31 @@ def test_ood_threshold_from_held_out_images_declines_about_the_chosen_share_of_n
     assert 0.004 <= is_ood(new, stats).mean() <= 0.025  # about the 1 % chosen, on images never seen
 
 
+def test_heavy_disease_is_not_out_of_distribution_but_a_new_kind_of_image_is() -> None:
+    import numpy as np
+
+    rng = np.random.default_rng(2)
+
+    def images(n: int, disease: bool) -> np.ndarray:
+        feats = rng.normal(size=(n, 16))
+        if disease:  # extensive calcification: far from the negatives, and more varied
+            feats[:, :4] = feats[:, :4] * 3.0 + 6.0
+        return feats
+
+    train = np.concatenate([images(400, False), images(60, True)])
+    labels = np.zeros((460, 2))
+    labels[400:, 1] = 1
+    held_out = np.concatenate([images(200, False), images(30, True)])
+    stats = fit_ood(train, labels, class_names=["a", "b"], percentile=99, held_out=held_out)
+    assert stats["groups"] == {"negative": 400, "b": 60}  # "a" has no images: no group of its own
+    assert is_ood(images(200, True), stats).mean() <= 0.05
+    assert is_ood(rng.normal(loc=-5.0, size=(50, 16)), stats).all()
+    single = fit_ood(train, percentile=99, held_out=held_out)  # one Gaussian: declines the disease
+    assert is_ood(images(200, True), single).mean() > is_ood(images(200, True), stats).mean()
+    with pytest.raises(ValueError, match="class names"):
+        fit_ood(train, labels, class_names=["a"])
+
+
 def test_shipped_model_loads_and_is_small() -> None:
     d = shipped_model_dir()
     assert (d / WEIGHTS_NAME).stat().st_size <= 25 * 1024 * 1024

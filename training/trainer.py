@@ -47,7 +47,7 @@ from calcdx.training.metrics import compute_metrics, sigmoid
 logger = logging.getLogger(__name__)
 
 CLASSES: tuple[str, ...] = tuple(p.value for p in PATTERNS)
-OOD_MAX_IMAGES = 400
+OOD_MAX_IMAGES = 1000
 
 
 @dataclass(frozen=True)
@@ -301,8 +301,9 @@ def _finalise(cfg: TrainConfig, model: torch.nn.Module, val_ds: ManifestDataset,
                             use_masks=False, cache_dir=cfg.data.cache_dir or None, seed=cfg.seed)
     n_ood = min(len(plain), OOD_MAX_IMAGES)
     pick = np.random.default_rng(cfg.seed).choice(len(plain), size=n_ood, replace=False)
-    feats = evaluate(model, _eval_loader(Subset(plain, sorted(pick.tolist())), 0), device=device).features
-    ood = fit_ood(feats, percentile=cfg.calibration.ood_percentile, held_out=val.features)
+    seen = evaluate(model, _eval_loader(Subset(plain, sorted(pick.tolist())), 0), device=device)
+    ood = fit_ood(seen.features, seen.labels, class_names=CLASSES, percentile=cfg.calibration.ood_percentile,
+                  held_out=val.features)
     logger.info("calibration T=%.3f, val macro AUROC %.4f, ECE %.4f (%.0f s)", temperature,
                 val_metrics["macro_auroc"], val_metrics["ece"], time.perf_counter() - t0)
     epochs = [h for h in history if "seconds" in h]

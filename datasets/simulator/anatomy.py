@@ -11,14 +11,13 @@ laterality and rotates for pose, masks included.
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from calcdx.datasets.simulator.materials import Material
-from calcdx.datasets.simulator.shapes import Grid, capsule, ellipsoid, smooth_curve, smooth_noise
+from calcdx.datasets.simulator.shapes import Grid, capsule, ellipsoid, polyline_tube, smooth_curve, smooth_noise
 from calcdx.taxonomy import Region
 
 Point = tuple[float, float]
@@ -70,15 +69,15 @@ class BoneBuilder:
         g = self.grid
         if kind == "capsule":
             y0, x0, y1, x1, r0, r1 = args
-            o = capsule(g, (y0, x0), (y1, x1), r0, r1, **kw)
-            i = capsule(g, (y0, x0), (y1, x1), max(r0 - cortex, 0.5), max(r1 - cortex, 0.5), **kw)
+            capsule(g, (y0, x0), (y1, x1), r0, r1, out=self.outer, union=True, **kw)
+            capsule(g, (y0, x0), (y1, x1), max(r0 - cortex, 0.5), max(r1 - cortex, 0.5), out=self.inner, union=True,
+                    **kw)
         else:
             cy, cx, ry, rx, depth = args[:5]
             angle = args[5] if len(args) > 5 else 0.0
-            o = ellipsoid(g, cy, cx, ry, rx, depth, angle)
-            i = ellipsoid(g, cy, cx, max(ry - cortex, 0.5), max(rx - cortex, 0.5), max(depth - cortex, 0.5), angle)
-        np.maximum(self.outer, o, out=self.outer)
-        np.maximum(self.inner, i, out=self.inner)
+            ellipsoid(g, cy, cx, ry, rx, depth, angle, out=self.outer, union=True)
+            ellipsoid(g, cy, cx, max(ry - cortex, 0.5), max(rx - cortex, 0.5), max(depth - cortex, 0.5), angle,
+                      out=self.inner, union=True)
 
     def finish(self, phantom: Phantom, rng: np.random.Generator, density: float) -> None:
         inner = np.minimum(self.inner, self.outer)
@@ -108,10 +107,9 @@ def _soft_tissue(
     muscle = g.zeros()
     for p0, p1, r0, r1 in limbs:
         r0h, r1h = r0 * body.habitus, r1 * body.habitus
-        o = capsule(g, p0, p1, r0h, r1h, depth_ratio=depth_ratio)
-        m = capsule(g, p0, p1, r0h * (1 - body.fat_fraction), r1h * (1 - body.fat_fraction), depth_ratio=depth_ratio)
-        np.maximum(outer, o, out=outer)
-        np.maximum(muscle, m, out=muscle)
+        capsule(g, p0, p1, r0h, r1h, depth_ratio=depth_ratio, out=outer, union=True)
+        capsule(g, p0, p1, r0h * (1 - body.fat_fraction), r1h * (1 - body.fat_fraction), depth_ratio=depth_ratio,
+                out=muscle, union=True)
     # fascial planes: gently curved thin fat sheets seen edge-on between compartments
     planes = []
     for p0, p1, r0, _r1 in limbs[:1]:
@@ -122,9 +120,7 @@ def _soft_tissue(
                 rng, start, direction, float(np.hypot(p1[0] - p0[0], p1[1] - p0[1])), n=10, wiggle_deg=3.0
             )
             planes.append(curve)
-            fascia = g.zeros()
-            for a, b in itertools.pairwise(curve):
-                np.maximum(fascia, capsule(g, tuple(a), tuple(b), 0.8, 0.8), out=fascia)
+            fascia = polyline_tube(g, curve, 0.8)
             fascia = np.minimum(fascia * 6.0, muscle * 0.25)
             muscle -= fascia
             ph.add(Material.FAT, fascia)

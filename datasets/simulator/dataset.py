@@ -180,9 +180,8 @@ def render_case(seed: int, index: int, cfg: SimulationConfig, *, drop_patterns: 
         maps[lesion.material] = maps.get(lesion.material, grid.zeros()) + lesion.thickness
         peak = float(lesion.thickness.max())
         masks.append(lesion.thickness > max(0.1 * peak, 0.01))
-    maps = {m: _transform(t, body, 1) for m, t in maps.items()}
     masks = [_transform(m, body, 0) for m in masks]
-    detected = expose(maps, spacing, acq, r_noise)
+    detected = expose(maps, spacing, acq, r_noise, place=lambda image: _transform(image, body, 1))
     image = process(detected, spacing, acq)
     kept = [(les, m) for les, m in zip(lesions, masks, strict=False) if m.any()]
     labels = frozenset(Pattern(les.kind) for les, _ in kept if les.is_pattern)

@@ -9,14 +9,15 @@ and grid lines.  All parameters come from ``Acquisition`` and are logged per ima
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
 import numpy as np
-from scipy.ndimage import zoom
 
-from calcdx.datasets.simulator.materials import ENERGIES_KEV, Material, attenuation_table
+from calcdx.datasets.simulator.materials import ENERGIES_KEV, Material
 from calcdx.datasets.simulator.shapes import blur
 from calcdx.datasets.simulator.spectrum import detector_efficiency, fluence
+from calcdx.datasets.simulator.transmission import primary_transmission
 
 QUANTA_PER_MM2_PER_UGY = 18_000.0
 """About 400 photons per 150 um pixel per uGy (SIMULATOR-NOTES: 320-500)."""
@@ -44,39 +45,40 @@ class Acquisition:
         return asdict(self)
 
 
-def expose(maps: dict[Material, np.ndarray], spacing_mm: float, acq: Acquisition,
-           rng: np.random.Generator) -> np.ndarray:
-    """Detected energy per pixel (arbitrary units, float32), noise included."""
-    materials = [m for m in maps if m is not Material.AIR]
-    mu = attenuation_table(materials).astype(np.float32)  # (E, M)
+def detected_spectrum(acq: Acquisition) -> np.ndarray:
+    """Weights per energy bin of the detected energy (fluence x absorption x energy), sum 1."""
     spectrum = fluence(acq.kvp) * detector_efficiency(acq.detector) * ENERGIES_KEV
-    weights = (spectrum / spectrum.sum()).astype(np.float32)
-    shape = next(iter(maps.values())).shape
-    stack = np.stack([maps[m] for m in materials], axis=0).reshape(len(materials), -1)
-    line = mu @ stack  # (E, P) line integrals
-    np.exp(-line, out=line)
-    primary = (weights @ line).reshape(shape).astype(np.float32)
+    return spectrum / spectrum.sum()
+
+
+def expose(maps: dict[Material, np.ndarray], spacing_mm: float, acq: Acquisition,
+           rng: np.random.Generator, place: Callable[[np.ndarray], np.ndarray] | None = None) -> np.ndarray:
+    """Detected energy per pixel (arbitrary units, float32), noise included.
+
+    ``place`` maps the patient's frame to the detector's (mirroring, rotation): it is applied
+    to the primary transmission and the patient outline, before everything that belongs to the
+    detector (heel effect, scatter, noise, blur).
+    """
+    place = place or (lambda image: image)
+    materials = [m for m in maps if m is not Material.AIR]
+    primary = place(primary_transmission({m: maps[m] for m in materials}, detected_spectrum(acq)))
+    shape = primary.shape
     # heel effect: fluence falls toward the anode side
     axis = 0 if acq.heel_axis == "rows" else 1
     n = shape[axis]
     ramp = 1.0 - acq.heel_strength * np.linspace(0.0, 1.0, n, dtype=np.float32) ** 1.5
     primary *= ramp[:, None] if axis == 0 else ramp[None, :]
     # scatter: a broad, smooth veil proportional to the local primary behind the patient
-    patient = sum(maps[m] for m in materials)
+    patient = place(sum(maps[m] for m in materials))
     spr = acq.scatter_to_primary * (0.25 if acq.grid else 1.0)
-    sigma = 25.0 / spacing_mm
-    small = zoom(primary * (patient > 1.0), 1 / 8, order=1)
-    veil = zoom(blur(small, sigma / 8), (shape[0] / small.shape[0], shape[1] / small.shape[1]), order=1)
-    veil = veil[: shape[0], : shape[1]]
-    if veil.shape != shape:
-        veil = np.pad(veil, [(0, shape[0] - veil.shape[0]), (0, shape[1] - veil.shape[1])], mode="edge")
+    veil = blur(primary * (patient > 1.0), 25.0 / spacing_mm)
     signal = primary + spr * veil * float(np.mean(primary[patient > 1.0])) / max(float(veil.mean()), 1e-6) * 0.5 \
         if np.any(patient > 1.0) else primary
     # quantum noise: expected quanta per pixel at this dose and pixel area
     quanta = acq.dose_ugy * QUANTA_PER_MM2_PER_UGY * spacing_mm * spacing_mm
     counts = rng.poisson(np.clip(signal, 1e-6, None) * quanta).astype(np.float32) / quanta
     blurred = blur(counts, acq.blur_mm / spacing_mm) if acq.blur_mm / spacing_mm > 0.3 else counts
-    blurred += rng.normal(0.0, acq.electronic_noise, size=shape).astype(np.float32)
+    blurred += rng.standard_normal(size=shape, dtype=np.float32) * np.float32(acq.electronic_noise)
     return np.clip(blurred, 1e-4, None)
 
 

@@ -36,9 +36,15 @@ class Grid:
     def zeros(self) -> np.ndarray:
         return np.zeros(self.shape, dtype=np.float32)
 
+    def crop(self, rows: slice, cols: slice) -> Grid:
+        """The part of this grid inside an index window (same coordinates)."""
+        return Grid(y=self.y[rows], x=self.x[:, cols], spacing_mm=self.spacing_mm)
+
     def window(self, cy: float, cx: float, radius: float) -> tuple[slice, slice]:
         """Index window around (cy, cx) of half-size ``radius`` mm, clipped to the grid."""
         s = self.spacing_mm
+        cy -= float(self.y[0, 0]) - 0.5 * s  # coordinates relative to this grid's corner
+        cx -= float(self.x[0, 0]) - 0.5 * s
         r0 = max(int((cy - radius) / s), 0)
         r1 = min(int((cy + radius) / s) + 2, self.shape[0])
         c0 = max(int((cx - radius) / s), 0)
@@ -51,11 +57,21 @@ def _chord(d2: np.ndarray, r: np.ndarray | float) -> np.ndarray:
     return 2.0 * np.sqrt(np.clip(np.asarray(r, dtype=np.float32) ** 2 - d2, 0.0, None))
 
 
+def _combine(out: np.ndarray, window: tuple[slice, slice], values: np.ndarray, union: bool) -> None:
+    """Add ``values`` into ``out[window]``, or keep the larger of the two (``union``: one solid
+    made of overlapping parts, whose overlaps must not count twice)."""
+    if union:
+        np.maximum(out[window], values, out=out[window])
+    else:
+        out[window] += values
+
+
 def ellipsoid(grid: Grid, cy: float, cx: float, ry: float, rx: float, depth: float,
-              angle_deg: float = 0.0, out: np.ndarray | None = None, scale: float = 1.0) -> np.ndarray:
+              angle_deg: float = 0.0, out: np.ndarray | None = None, scale: float = 1.0,
+              union: bool = False) -> np.ndarray:
     """Path length through an ellipsoid (semi-axes ry, rx in-plane, ``depth`` along the beam).
 
-    Adds into ``out`` (in place, windowed for speed) when given.
+    Adds into ``out`` (in place, windowed for speed) when given; ``union`` keeps the maximum instead.
     """
     out = grid.zeros() if out is None else out
     rs, cs = grid.window(cy, cx, max(ry, rx) * 1.05)
@@ -65,15 +81,17 @@ def ellipsoid(grid: Grid, cy: float, cx: float, ry: float, rx: float, depth: flo
     u = x * np.cos(a) + y * np.sin(a)
     v = -x * np.sin(a) + y * np.cos(a)
     q = (u / rx) ** 2 + (v / ry) ** 2
-    out[rs, cs] += scale * 2.0 * depth * np.sqrt(np.clip(1.0 - q, 0.0, None))
+    _combine(out, (rs, cs), scale * 2.0 * depth * np.sqrt(np.clip(1.0 - q, 0.0, None)), union)
     return out
 
 
 def capsule(grid: Grid, p0: tuple[float, float], p1: tuple[float, float], r0: float, r1: float,
-            out: np.ndarray | None = None, scale: float = 1.0, depth_ratio: float = 1.0) -> np.ndarray:
+            out: np.ndarray | None = None, scale: float = 1.0, depth_ratio: float = 1.0,
+            union: bool = False) -> np.ndarray:
     """Path length through a tapered cylinder from p0 to p1 (y, x in mm) with round ends.
 
-    ``depth_ratio`` flattens (<1) or deepens the cross-section along the beam.
+    ``depth_ratio`` flattens (<1) or deepens the cross-section along the beam; into ``out`` as
+    for ``ellipsoid``.
     """
     out = grid.zeros() if out is None else out
     (y0, x0), (y1, x1) = p0, p1
@@ -88,20 +106,23 @@ def capsule(grid: Grid, p0: tuple[float, float], p1: tuple[float, float], r0: fl
     t = np.clip(((y - y0) * dy + (x - x0) * dx) / length2, 0.0, 1.0)
     d2 = (y - (y0 + t * dy)) ** 2 + (x - (x0 + t * dx)) ** 2
     r = r0 + (r1 - r0) * t
-    out[rs, cs] += scale * depth_ratio * _chord(d2, r)
+    _combine(out, (rs, cs), scale * depth_ratio * _chord(d2, r), union)
     return out
 
 
 def polyline_tube(grid: Grid, points: np.ndarray, radius: float, out: np.ndarray | None = None,
                   scale: float = 1.0, depth_ratio: float = 1.0) -> np.ndarray:
     """A tube of constant radius along a polyline (vessels, fascial planes, streaks)."""
-    tube = grid.zeros()
-    for a, b in itertools.pairwise(points):
-        seg = capsule(grid, tuple(a), tuple(b), radius, radius, depth_ratio=depth_ratio)
-        np.maximum(tube, seg, out=tube)  # max-combine: joints are not counted twice
-    if out is None:
-        return tube * scale
-    out += tube * scale
+    out = grid.zeros() if out is None else out
+    pts = np.asarray(points, dtype=np.float64)
+    lo, hi = pts.min(axis=0), pts.max(axis=0)
+    rs, cs = grid.window(float(lo[0] + hi[0]) / 2, float(lo[1] + hi[1]) / 2,
+                         float(max(hi - lo)) / 2 + radius * 1.05 + grid.spacing_mm)
+    local = grid.crop(rs, cs)
+    tube = local.zeros()
+    for a, b in itertools.pairwise(pts):  # a union: joints are not counted twice
+        capsule(local, tuple(a), tuple(b), radius, radius, out=tube, depth_ratio=depth_ratio, union=True)
+    out[rs, cs] += tube * scale
     return out
 
 
@@ -124,11 +145,7 @@ def smooth_noise(rng: np.random.Generator, shape: tuple[int, int], sigma_px: flo
 
 
 def blur(image: np.ndarray, sigma_px: float) -> np.ndarray:
-    """Gaussian blur (OpenCV, reflect border) of a float32 image; sigma in pixels."""
-    import cv2
+    """Gaussian blur of a float32 image (reflect border); sigma in pixels, fast when broad."""
+    from calcdx.gaussian import gaussian_blur
 
-    if sigma_px <= 0:
-        return image
-    k = int(2 * round(3 * sigma_px) + 1)
-    return cv2.GaussianBlur(np.ascontiguousarray(image, dtype=np.float32), (k, k), sigmaX=sigma_px, sigmaY=sigma_px,
-                            borderType=cv2.BORDER_REFLECT)
+    return gaussian_blur(image, sigma_px, border="reflect")

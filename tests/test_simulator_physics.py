@@ -1,0 +1,96 @@
+"""The simulator's fast paths (and the broad Gaussian blur) agree with the direct computations they replace."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from calcdx.datasets.simulator.materials import Material
+from calcdx.datasets.simulator.physics import Acquisition, detected_spectrum
+from calcdx.datasets.simulator.shapes import Grid, ellipsoid, polyline_tube
+from calcdx.datasets.simulator.transmission import (
+    PER_ENERGY,
+    basis_fit_error,
+    primary_transmission,
+    primary_transmission_exact,
+)
+from calcdx.gaussian import BROAD_SIGMA_PX, Border, gaussian_blur, gaussian_blur_direct
+
+
+def _acquisition(kvp: float, detector: str) -> Acquisition:
+    return Acquisition(kvp=kvp, dose_ugy=5.0, detector=detector, scatter_to_primary=0.5, grid=False, blur_mm=0.1,
+                       electronic_noise=0.001, heel_strength=0.1, heel_axis="rows", processing="log", gamma=1.0,
+                       collimation_mm=0.0, grid_line_amplitude=0.0)
+
+
+def _phantom_maps(rng: np.random.Generator, shape: tuple[int, int]) -> dict[Material, np.ndarray]:
+    """Smooth soft tissue up to 13 cm of fat and 11 cm of muscle, bone, and sparse deposits and metal."""
+    yy, xx = np.mgrid[0 : shape[0], 0 : shape[1]].astype(np.float32) / max(shape)
+    maps = {
+        Material.FAT: 130.0 * yy * (0.5 + 0.5 * xx),
+        Material.MUSCLE: 110.0 * xx,
+        Material.CORTICAL_BONE: 30.0 * ((yy - 0.5) ** 2 + (xx - 0.5) ** 2 < 0.05),
+        Material.SPONGIOSA: 40.0 * ((yy - 0.5) ** 2 + (xx - 0.5) ** 2 < 0.04),
+    }
+    for material, depth in ((Material.HYDROXYAPATITE, 3.0), (Material.CPPD, 1.0), (Material.URATE, 8.0),
+                            (Material.IRON, 2.0), (Material.LEAD, 1.0)):
+        m = np.zeros(shape, np.float32)
+        r, c = rng.integers(5, shape[0] - 5), rng.integers(5, shape[1] - 5)
+        m[r - 3 : r + 3, c - 3 : c + 3] = depth
+        maps[material] = m
+    return {k: v.astype(np.float32) for k, v in maps.items()}
+
+
+@pytest.mark.parametrize(("kvp", "detector"), [(55.0, "DR"), (70.0, "CR"), (85.0, "DR"), (110.0, "CR")])
+def test_two_basis_transmission_agrees_with_the_sum_over_energies(kvp: float, detector: str) -> None:
+    maps = _phantom_maps(np.random.default_rng(int(kvp)), (160, 200))
+    weights = detected_spectrum(_acquisition(kvp, detector))
+    fast = primary_transmission(maps, weights)
+    exact = primary_transmission_exact(maps, weights)
+    assert fast.dtype == np.float32
+    # 1e-3 in ln T is 0.1 % of the signal, against about 2 % quantum noise per pixel
+    assert np.abs(np.log(fast) - np.log(exact)).max() < 1e-3
+    # a 3 mm hydroxyapatite deposit keeps its contrast to the neighbouring pixels
+    ha = maps[Material.HYDROXYAPATITE] > 0
+    ring = np.zeros_like(ha)
+    rows, cols = np.nonzero(ha)
+    ring[rows.min() - 2, cols.min() : cols.max() + 1] = True
+    contrast = lambda t: float(np.log(t[ring].mean()) - np.log(t[ha].mean()))  # noqa: E731
+    assert contrast(fast) == pytest.approx(contrast(exact), rel=1e-3)
+
+
+def test_metals_are_summed_energy_by_energy_because_two_bases_cannot_describe_them() -> None:
+    assert {Material.LEAD, Material.IRON} <= PER_ENERGY
+    assert basis_fit_error(Material.LEAD) > 0.05
+    for material in (Material.MUSCLE, Material.CORTICAL_BONE, Material.HYDROXYAPATITE, Material.CPPD):
+        assert basis_fit_error(material) < 0.005
+
+
+@pytest.mark.parametrize(("sigma", "border"), [(BROAD_SIGMA_PX + 1, "reflect"), (40.0, "replicate"),
+                                               (250.0, "reflect")])
+def test_broad_blur_matches_the_direct_gaussian(sigma: float, border: Border) -> None:
+    grid = Grid.make(300.0, 240.0, 0.2)
+    image = grid.zeros()
+    ellipsoid(grid, 150, 120, 80, 60, 40, out=image)
+    ellipsoid(grid, 100, 90, 5, 3, 2, out=image, scale=4.0)
+    image /= image.max()
+    fast, direct = gaussian_blur(image, sigma, border), gaussian_blur_direct(image, sigma, border)
+    assert np.abs(fast - direct).max() < 0.003
+    noise = np.random.default_rng(0).standard_normal(image.shape).astype(np.float32)
+    fast_n, direct_n = gaussian_blur(noise, sigma, border), gaussian_blur_direct(noise, sigma, border)
+    if border == "replicate":  # a repeated edge pixel is one sample, not an average: compare the interior
+        m = int(3 * sigma)
+        fast_n, direct_n = fast_n[m:-m, m:-m], direct_n[m:-m, m:-m]
+    assert float(fast_n.std()) == pytest.approx(float(direct_n.std()), rel=0.05)
+    assert np.corrcoef(fast_n.ravel(), direct_n.ravel())[0, 1] > 0.99
+
+
+def test_polyline_tube_is_the_same_drawn_in_a_window() -> None:
+    grid = Grid.make(60.0, 80.0, 0.25)
+    points = np.array([[10.0, 10.0], [25.0, 30.0], [30.0, 55.0], [50.0, 70.0]])
+    tube = polyline_tube(grid, points, 1.5, depth_ratio=2.0)
+    assert tube.shape == grid.shape
+    # the chord through a tube of radius 1.5 mm, depth ratio 2, on its axis: 2 * 2 * 1.5 = 6 mm
+    r, c = round(25.0 / 0.25 - 0.5), round(30.0 / 0.25 - 0.5)
+    assert tube[r, c] == pytest.approx(6.0, abs=0.1)
+    assert tube[0, -1] == 0.0 and tube.max() <= 6.0 + 1e-4  # joints are not counted twice
