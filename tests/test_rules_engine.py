@@ -170,3 +170,23 @@ def test_cli_as_installed_script() -> None:
     assert "Report the tendon involved, the size and the margins" in out
     listing = subprocess.run([str(exe), "rules", "list"], capture_output=True, text=True, check=True).stdout
     assert "hadd_calcific_tendinopathy" in listing
+
+
+def test_counterfactual_reranking_equals_a_full_ranking() -> None:
+    """``_missing`` rescoring only the entities that look at the toggled fact gives ``_rank``'s answer."""
+    from calcdx.rules.engine import Facts, _rank, _rerank
+
+    kb = load_knowledge_base()
+    features = sorted({c.condition.feature for e in kb.entities for c in e.criteria})
+    checked = 0
+    for pattern in Pattern:
+        facts = Facts(pattern=pattern.value, location=None, site=None, body_part=None, morphology=(), margin=None,
+                      size_mm=None, count=None, distribution=None, age=None, sex=None, context=ClinicalContext())
+        ranking = _rank(facts, kb)
+        for feature in features:
+            spec = kb.facts.get(feature, {})
+            for value in [True, False] if spec.get("type") == "bool" else list(spec.get("values", []))[:4]:
+                alt = facts.with_value(feature, value)
+                assert _rerank(alt, feature, ranking, kb) == _rank(alt, kb), (pattern, feature, value)
+                checked += 1
+    assert checked > 50

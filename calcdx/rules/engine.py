@@ -219,6 +219,23 @@ def _rank(facts: Facts, kb: KnowledgeBase) -> list[DifferentialEntry]:
     return sorted(entries, key=lambda x: (-x.score, order[x.entity_id]))
 
 
+def _rerank(facts: Facts, feature: str, ranking: list[DifferentialEntry], kb: KnowledgeBase
+            ) -> list[DifferentialEntry]:
+    """``_rank(facts)`` where ``facts`` differ from those of ``ranking`` in ``feature`` only: just the
+    entities with a criterion on that feature are scored again (conditions look at one feature each)."""
+    if feature in ("pattern", "location"):
+        return _rank(facts, kb)
+    order = {e.id: i for i, e in enumerate(kb.entities)}
+    by_id = {e.id: e for e in kb.entities}
+    entries = []
+    for entry in ranking:
+        entity = by_id[entry.entity_id]
+        if any(c.condition.feature == feature for c in entity.criteria):
+            entry = _score(entity, facts, kb) or entry
+        entries.append(entry)
+    return sorted(entries, key=lambda x: (-x.score, order[x.entity_id]))
+
+
 def _missing(
     facts: Facts, ranking: list[DifferentialEntry], kb: KnowledgeBase
 ) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
@@ -233,7 +250,7 @@ def _missing(
         values = [True, False] if spec.get("type") == "bool" else list(spec.get("values", []))
         best: tuple[float, str] = (0.0, "would not change the ranking")
         for value in values:
-            alt = _rank(facts.with_value(feature, value), kb)
+            alt = _rerank(facts.with_value(feature, value), feature, ranking, kb)
             if not alt:
                 continue
             new_top = alt[0]
