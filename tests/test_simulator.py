@@ -168,3 +168,48 @@ def test_twins_share_everything_but_the_patterns() -> None:
 
 def test_patterns_cover_all_six() -> None:
     assert len(PATTERNS) == 6
+
+
+@pytest.mark.slow
+def test_only_the_lesion_tells_a_positive_from_a_negative(tmp_path: Path) -> None:
+    """Paired twins (SIMULATOR-NOTES): each positive rendered again with the same seeds and no lesion.
+
+    The shipped model's strongest call tells positives from negatives but not the lesion-less twins
+    from negatives, and neither can a classifier trained on its pooled features: anatomy, pose and
+    acquisition carry no label.
+    """
+    import torch
+
+    from calcdx.datasets.torch_dataset import ManifestDataset
+    from calcdx.models import shipped_model_dir
+    from calcdx.models.checkpoint import load_checkpoint
+    from calcdx.training.loop import evaluate
+    from calcdx.training.trainer import _eval_loader
+
+    manifest = simulate_dataset(tmp_path, 160, seed=31, workers=2, spacing_mm=0.4, twins=True)
+    rows = read_manifest(manifest)
+    loaded = load_checkpoint(shipped_model_dir())
+    dataset = ManifestDataset(rows, loaded.card.input_spacing_mm, size_px=None, augment=None, use_masks=False)
+    result = evaluate(loaded.model, _eval_loader(dataset, 0), device=torch.device("cpu"))
+    features, score = result.features, result.logits.max(axis=1)  # the model's strongest call per image
+    twin = np.array([r.extras.get("twin") == "1" for r in rows])
+    positive = np.array([bool(r.labels) for r in rows])
+    negative = ~twin & ~positive
+
+    def separation(group: np.ndarray) -> float:
+        return float(roc_auc_score(np.r_[np.ones(int(group.sum())), np.zeros(int(negative.sum()))],
+                                   np.r_[score[group], score[negative]]))
+
+    def probe(group: np.ndarray) -> float:  # a classifier trained on the pooled features (5-fold)
+        x = np.concatenate([features[group], features[negative]])
+        y = np.r_[np.ones(int(group.sum())), np.zeros(int(negative.sum()))]
+        x = (x - x.mean(0)) / (x.std(0) + 1e-9)
+        scores = cross_val_predict(LogisticRegression(C=0.1, max_iter=2000), x, y, cv=5, method="predict_proba")
+        return float(roc_auc_score(y, scores[:, 1]))
+
+    print(f"AUROC vs negatives: positives {separation(positive):.3f}, twins {separation(twin):.3f}, "
+          f"feature probe on twins {probe(twin):.3f}")
+    assert twin.sum() >= 60 and negative.sum() >= 60
+    assert separation(positive) > 0.75
+    assert 0.35 < separation(twin) < 0.65
+    assert 0.35 < probe(twin) < 0.65
