@@ -34,7 +34,7 @@ def gaussian_blur(image: np.ndarray, sigma_px: float, border: Border = "reflect"
     image = np.ascontiguousarray(image, dtype=np.float32)
     if sigma_px <= 0:
         return image
-    flag = cv2.BORDER_REFLECT if border == "reflect" else cv2.BORDER_REPLICATE
+    flag = _border_flag(border)
     if sigma_px <= BROAD_SIGMA_PX:
         return _separable(image, (sigma_px, sigma_px), flag, truncate)
     h, w = image.shape
@@ -49,10 +49,14 @@ def gaussian_blur(image: np.ndarray, sigma_px: float, border: Border = "reflect"
 def gaussian_blur_direct(image: np.ndarray, sigma_px: float, border: Border = "reflect", truncate: float = 3.0
                          ) -> np.ndarray:
     """The full-resolution separable blur (the reference the broad path is tested against)."""
+    return _separable(np.ascontiguousarray(image, dtype=np.float32), (sigma_px, sigma_px), _border_flag(border),
+                      truncate)
+
+
+def _border_flag(border: Border) -> int:
     import cv2
 
-    flag = cv2.BORDER_REFLECT if border == "reflect" else cv2.BORDER_REPLICATE
-    return _separable(np.ascontiguousarray(image, dtype=np.float32), (sigma_px, sigma_px), flag, truncate)
+    return int(cv2.BORDER_REFLECT if border == "reflect" else cv2.BORDER_REPLICATE)
 
 
 def _separable(image: np.ndarray, sigmas: tuple[float, float], border_flag: int, truncate: float) -> np.ndarray:
