@@ -93,7 +93,21 @@ def ood_score(features: np.ndarray, ood: dict[str, Any]) -> np.ndarray:
         pairs = [(ood["mean"], ood["precision"])]
     else:
         return np.full(feats.shape[0], np.nan)
-    return np.min([_mahalanobis(feats, np.asarray(m), np.asarray(p)) for m, p in pairs], axis=0)
+    return np.min([_mahalanobis(feats, *_as_arrays(m, p)) for m, p in pairs], axis=0)
+
+
+_ARRAYS: dict[tuple[int, int], tuple[Any, Any, np.ndarray, np.ndarray]] = {}
+
+
+def _as_arrays(mean: Any, precision: Any) -> tuple[np.ndarray, np.ndarray]:
+    """A card's JSON lists as float64 arrays, converted once per list object (cards live as long as the run)."""
+    key = (id(mean), id(precision))
+    hit = _ARRAYS.get(key)
+    if hit is None or hit[0] is not mean or hit[1] is not precision:
+        if len(_ARRAYS) > 256:
+            _ARRAYS.clear()
+        hit = _ARRAYS[key] = (mean, precision, np.asarray(mean, dtype=np.float64), np.asarray(precision, np.float64))
+    return hit[2], hit[3]
 
 
 def is_ood(features: np.ndarray, ood: dict[str, Any]) -> np.ndarray:

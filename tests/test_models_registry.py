@@ -87,3 +87,14 @@ def test_local_contrast_front_end_highlights_small_dense_spots() -> None:
     with torch.no_grad():
         out = model(x)
     assert out.maps.shape == (1, 6, 12, 12)
+
+
+def test_running_sum_box_mean_equals_average_pooling() -> None:
+    import torch.nn.functional as F  # noqa: N812 (torch convention)
+
+    from calcdx.models.net import _box_mean
+
+    x = torch.rand(2, 1, 70, 53) ** 4  # squared high-pass energies: small, skewed, non-negative
+    for dim, kernel, pad in ((3, (1, 41), (20, 20, 0, 0)), (2, (41, 1), (0, 0, 20, 20))):
+        pooled = F.avg_pool2d(F.pad(x, pad, mode="replicate"), kernel, stride=1)
+        assert torch.allclose(_box_mean(x, 41, dim=dim), pooled, atol=1e-7, rtol=1e-5)

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from calcdx.datasets.simulator.materials import Material
-from calcdx.datasets.simulator.physics import Acquisition, detected_spectrum
+from calcdx.datasets.simulator.physics import GAUSSIAN_FROM_QUANTA, Acquisition, detected_spectrum, quantum_counts
 from calcdx.datasets.simulator.shapes import Grid, ellipsoid, polyline_tube
 from calcdx.datasets.simulator.transmission import (
     PER_ENERGY,
@@ -94,3 +94,15 @@ def test_polyline_tube_is_the_same_drawn_in_a_window() -> None:
     r, c = round(25.0 / 0.25 - 0.5), round(30.0 / 0.25 - 0.5)
     assert tube[r, c] == pytest.approx(6.0, abs=0.1)
     assert tube[0, -1] == 0.0 and tube.max() <= 6.0 + 1e-4  # joints are not counted twice
+
+
+@pytest.mark.parametrize("quanta", [0.3, 4.0, GAUSSIAN_FROM_QUANTA - 1, GAUSSIAN_FROM_QUANTA, 400.0, 5000.0])
+def test_quantum_counts_have_poisson_mean_and_variance(quanta: float) -> None:
+    rng = np.random.default_rng(7)
+    counts = quantum_counts(np.full((400, 500), quanta, np.float32), rng)
+    assert counts.dtype == np.float32 and counts.min() >= 0
+    assert abs(counts.mean() - quanta) < 4 * np.sqrt(quanta / counts.size)
+    assert counts.var() == pytest.approx(quanta, rel=0.02)
+    if quanta < GAUSSIAN_FROM_QUANTA:  # the Poisson law itself: whole quanta, P(0) = exp(-lambda)
+        assert np.array_equal(counts, np.round(counts))
+        assert (counts == 0).mean() == pytest.approx(np.exp(-quanta), abs=0.005)
