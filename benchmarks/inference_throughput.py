@@ -1,8 +1,9 @@
 """Inference throughput side by side on the same DICOM files.
 
-    python benchmarks/inference_throughput.py [--n 100] [--workers 1]
+    python benchmarks/inference_throughput.py [--n 100] [--workers 1] [--uncompressed]
 
-Prints, for N copies of the bundled example radiographs:
+Prints, for N copies of the bundled example radiographs (JPEG 2000 lossless as bundled, or
+decompressed to Explicit VR Little Endian with ``--uncompressed``: the decoder's share):
   * calcdx end to end (`calcdx predict` pipeline: read, resample, model, findings, rules, JSON; no SR/overlay)
     images/s and peak RSS;
   * calcdx forward-pass-only bound: the model alone on the same model-grid images, batch 1;
@@ -13,6 +14,7 @@ Prints, for N copies of the bundled example radiographs:
 from __future__ import annotations
 
 import argparse
+import copy
 import resource
 import shutil
 import tempfile
@@ -28,14 +30,17 @@ from calcdx.inference import Predictor, run_batch
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 
 
-def copies(n: int, folder: Path) -> list[Path]:
+def copies(n: int, folder: Path, *, uncompressed: bool = False) -> list[Path]:
     import pydicom
     from pydicom.uid import generate_uid
 
-    sources = sorted(EXAMPLES.glob("*.dcm"))
+    sources = [pydicom.dcmread(p) for p in sorted(EXAMPLES.glob("*.dcm"))]
+    if uncompressed:
+        for source in sources:
+            source.decompress()
     out = []
     for i in range(n):
-        ds = pydicom.dcmread(sources[i % len(sources)])
+        ds = copy.deepcopy(sources[i % len(sources)])
         ds.SOPInstanceUID = generate_uid()
         ds.StudyInstanceUID = generate_uid()
         ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
@@ -53,11 +58,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--n", type=int, default=100)
     parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--uncompressed", action="store_true", help="decompress the copies first")
     args = parser.parse_args()
     tmp = Path(tempfile.mkdtemp())
     try:
         (tmp / "in").mkdir()
-        paths = copies(args.n, tmp / "in")
+        paths = copies(args.n, tmp / "in", uncompressed=args.uncompressed)
         predictor = Predictor()
         start = time.perf_counter()
         report = run_batch(
@@ -71,8 +77,9 @@ def main() -> None:
                 predictor.model(torch.from_numpy(g)[None, None])
         forward = len(grids) / (time.perf_counter() - start)
         shape = np.mean([g.shape for g in grids], axis=0)
+        syntax = "uncompressed" if args.uncompressed else "JPEG 2000 lossless"
         print(
-            f"images: {args.n}, model grid {predictor.card.input_spacing_mm} mm/px "
+            f"images: {args.n} ({syntax}), model grid {predictor.card.input_spacing_mm} mm/px "
             f"(mean {shape[0]:.0f}x{shape[1]:.0f} px)"
         )
         print(f"calcdx end to end      {e2e:7.2f} images/s   peak RSS {peak_rss_mb():7.0f} MB")

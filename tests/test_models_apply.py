@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 
 from calcdx.models import create_model
-from calcdx.models.apply import run_on_grid
+from calcdx.models.apply import fold_batch_norm, run_on_grid
 from calcdx.models.card import ModelCard
 from calcdx.models.ood import fit_ood
 
@@ -28,6 +29,28 @@ def test_run_on_grid_whole_and_tiled_agree_on_shapes_and_calibration() -> None:
     assert tiled.prob_maps.shape == whole.prob_maps.shape
     # with max pooling the image probability is the top map cell
     assert np.allclose(tiled.probabilities, tiled.prob_maps.reshape(6, -1).max(1), atol=1e-5)
+
+
+def test_folding_batch_norm_keeps_the_outputs() -> None:
+    import copy
+
+    torch.manual_seed(0)
+    model = create_model("mobilenet_v3_small", local_contrast=4.0)
+    model.train()
+    with torch.no_grad():  # running statistics away from their initial values
+        for _ in range(3):
+            model(torch.rand(4, 1, 96, 96))
+    model.eval()
+    folded = fold_batch_norm(copy.deepcopy(model))
+    n_bn = sum(isinstance(m, torch.nn.BatchNorm2d) for m in model.modules())
+    assert sum(isinstance(m, torch.nn.BatchNorm2d) for m in folded.modules()) < n_bn // 2
+    x = torch.rand(2, 1, 128, 96)
+    with torch.no_grad():
+        a, b = model(x), folded(x)
+    assert torch.allclose(a.maps, b.maps, atol=1e-4)
+    assert torch.allclose(a.features, b.features, atol=1e-4)
+    with pytest.raises(ValueError, match="eval mode"):
+        fold_batch_norm(model.train())
 
 
 def test_torchscript_export_matches_and_stays_size_generic(tmp_path) -> None:
