@@ -10,6 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 import yaml
@@ -95,6 +96,18 @@ def test_resume_after_interruption_gives_the_same_model(tmp_path: Path, tiny_man
     for k in a:
         assert torch.allclose(a[k].float(), b[k].float(), atol=1e-6), k
     assert [round(h["loss"], 6) for h in full.history] == [round(h["loss"], 6) for h in second.history]
+
+
+def test_hard_negative_report_counts_calls_per_look_alike_kind() -> None:
+    from calcdx.training.report import _hard_negative_report
+
+    kinds = [{"lead_marker"}, {"lead_marker", "cysticercosis"}, set(), {"cysticercosis"}]
+    definite = np.array([[0, 0], [0, 1], [1, 0], [0, 1]], bool)  # row 2 (no look-alike) is not counted
+    report = _hard_negative_report(kinds, definite, definite | True, ["hadd", "phlebolith"])
+    assert report["n_images"] == 3 and report["any_definite_rate"] == pytest.approx(2 / 3)
+    assert report["by_kind"]["cysticercosis"] == {"n_images": 2, "any_definite_rate": 1.0,
+                                                  "definite_calls": {"phlebolith": 2}}
+    assert report["by_kind"]["lead_marker"]["any_definite_rate"] == 0.5
 
 
 def test_cli_train_and_evaluate(tmp_path: Path, tiny_manifest: Path,

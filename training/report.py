@@ -29,16 +29,37 @@ from calcdx.training.trainer import _eval_loader
 logger = logging.getLogger(__name__)
 
 
-def _hard_negative_only(row: ManifestRow) -> bool:
-    """True when the image has no pattern label but its annotations list a look-alike."""
+def _look_alikes(row: ManifestRow) -> set[str]:
+    """The look-alike kinds (hard negatives) annotated on an image without pattern labels, else empty."""
     if row.labels or row.annotations is None:
-        return False
+        return set()
     try:
         lesions = load_annotations(row.annotations)
     except Exception:  # an unreadable annotation file only removes the row from this count
-        return False
+        return set()
     names = {p.value for p in PATTERNS}
-    return any(str(lesion.get("kind", "")) not in names for lesion in lesions)
+    return {str(lesion.get("kind", "")) for lesion in lesions} - names
+
+
+def _hard_negative_report(kinds: list[set[str]], definite: np.ndarray, possible: np.ndarray,
+                          classes: Sequence[str]) -> dict[str, Any]:
+    """Calls on pattern-free images that hold look-alikes: overall and per look-alike kind."""
+    hn = np.array([bool(k) for k in kinds])
+    by_kind: dict[str, Any] = {}
+    for kind in sorted(set().union(*kinds)):
+        sel = np.array([kind in k for k in kinds])
+        calls = definite[sel]
+        by_kind[kind] = {
+            "n_images": int(sel.sum()),
+            "any_definite_rate": float(calls.any(axis=1).mean()),
+            "definite_calls": {c: int(n) for c, n in zip(classes, calls.sum(axis=0), strict=True) if n},
+        }
+    return {
+        "n_images": int(hn.sum()),
+        "any_definite_rate": float(definite[hn].any(axis=1).mean()) if hn.any() else None,
+        "any_possible_rate": float(possible[hn].any(axis=1).mean()) if hn.any() else None,
+        "by_kind": by_kind,
+    }
 
 
 def _group_metrics(rows: Sequence[ManifestRow], labels: np.ndarray, probs: np.ndarray, classes: Sequence[str],
@@ -118,7 +139,6 @@ def evaluate_model(model_dir: str | Path, manifest: str | Path, out_dir: str | P
     metrics = compute_metrics(labels, probs, classes, card.thresholds)
     dist = ood_score(res.features, card.ood)
     thr = float(card.ood.get("threshold", np.inf)) if card.ood else float("inf")
-    hn = np.array([_hard_negative_only(r) for r in rows])
     definite = _calls(probs, card, "definite")
     possible = _calls(probs, card, "possible")
     neg = labels.sum(axis=1) == 0
@@ -127,11 +147,7 @@ def evaluate_model(model_dir: str | Path, manifest: str | Path, out_dir: str | P
         "manifest": str(manifest),
         "manifest_sha256": manifest_sha256(manifest),
         "metrics": metrics,
-        "hard_negatives": {
-            "n_images": int(hn.sum()),
-            "any_definite_rate": float(definite[hn].any(axis=1).mean()) if hn.any() else None,
-            "any_possible_rate": float(possible[hn].any(axis=1).mean()) if hn.any() else None,
-        },
+        "hard_negatives": _hard_negative_report([_look_alikes(r) for r in rows], definite, possible, classes),
         "negatives": {
             "n_images": int(neg.sum()),
             "any_definite_rate": float(definite[neg].any(axis=1).mean()) if neg.any() else None,
