@@ -214,9 +214,8 @@ def _score(entity: Entity, facts: Facts, kb: KnowledgeBase) -> DifferentialEntry
 
 
 def _rank(facts: Facts, kb: KnowledgeBase) -> list[DifferentialEntry]:
-    order = {e.id: i for i, e in enumerate(kb.entities)}
     entries = [x for e in kb.entities if (x := _score(e, facts, kb)) is not None]
-    return sorted(entries, key=lambda x: (-x.score, order[x.entity_id]))
+    return sorted(entries, key=lambda x: (-x.score, kb.order[x.entity_id]))
 
 
 def _rerank(facts: Facts, feature: str, ranking: list[DifferentialEntry], kb: KnowledgeBase
@@ -225,15 +224,13 @@ def _rerank(facts: Facts, feature: str, ranking: list[DifferentialEntry], kb: Kn
     entities with a criterion on that feature are scored again (conditions look at one feature each)."""
     if feature in ("pattern", "location"):
         return _rank(facts, kb)
-    order = {e.id: i for i, e in enumerate(kb.entities)}
-    by_id = {e.id: e for e in kb.entities}
     entries = []
     for entry in ranking:
-        entity = by_id[entry.entity_id]
+        entity = kb.by_id[entry.entity_id]
         if any(c.condition.feature == feature for c in entity.criteria):
             entry = _score(entity, facts, kb) or entry
         entries.append(entry)
-    return sorted(entries, key=lambda x: (-x.score, order[x.entity_id]))
+    return sorted(entries, key=lambda x: (-x.score, kb.order[x.entity_id]))
 
 
 def _missing(
@@ -341,7 +338,6 @@ def explain_study(
             explained.setdefault(e.entity_id, set()).add(i)
             if e.entity_id not in best or e.score > best[e.entity_id].score:
                 best[e.entity_id] = e
-    order = {e.id: i for i, e in enumerate(kb.entities)}
     entries = []
     for eid, e in best.items():
         bonus = 0.5 * (len(explained[eid]) - 1)
@@ -352,7 +348,7 @@ def explain_study(
                 EntryEvidence(f"also explains {len(explained[eid]) - 1} other finding(s)", bonus, e.citation),
             ]
         entries.append(merged)
-    entries.sort(key=lambda x: (-x.score, order[x.entity_id]))
+    entries.sort(key=lambda x: (-x.score, kb.order[x.entity_id]))
     missing = sorted(
         {m["fact"]: m for d in per for m in d.missing_facts}.values(), key=lambda m: (-m["impact"], m["fact"])
     )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -114,11 +114,18 @@ class KnowledgeBase:
         """{"key", "document", "section", "quote", "gloss"} for a section key."""
         return {"key": key, **self.sections[key]}
 
+    @cached_property
+    def by_id(self) -> dict[str, Entity]:
+        """Entity id -> entity."""
+        return {e.id: e for e in self.entities}
+
+    @cached_property
+    def order(self) -> dict[str, int]:
+        """Entity id -> position in the knowledge base (the tie-break of rankings)."""
+        return {e.id: i for i, e in enumerate(self.entities)}
+
     def entity(self, entity_id: str) -> Entity:
-        for e in self.entities:
-            if e.id == entity_id:
-                return e
-        raise KeyError(entity_id)
+        return self.by_id[entity_id]
 
 
 def parse_condition(text: str, *, where: str) -> Condition:
