@@ -139,7 +139,7 @@ def smooth_curve(rng: np.random.Generator, start: tuple[float, float], direction
 
 def smooth_noise(rng: np.random.Generator, shape: tuple[int, int], sigma_px: float) -> np.ndarray:
     """Zero-mean, unit-std Gaussian-filtered noise field (texture, deformation)."""
-    field = blur(rng.standard_normal(shape).astype(np.float32), max(sigma_px, 0.5))
+    field = blur(rng.standard_normal(shape, dtype=np.float32), max(sigma_px, 0.5))
     std = float(field.std()) or 1.0
     return field / std
 
