@@ -21,7 +21,9 @@ import numpy as np
 from calcdx.datasets.manifest import ManifestRow, write_manifest
 from calcdx.datasets.simulator.anatomy import REGION_SIZE_MM, Body, Phantom, build_phantom
 from calcdx.datasets.simulator.dicom_writer import write_radiograph
-from calcdx.datasets.simulator.lesions import NEGATIVE_RENDERERS, PATTERN_RENDERERS, Lesion
+from calcdx.datasets.simulator.lesion import Lesion
+from calcdx.datasets.simulator.look_alikes import NEGATIVE_RENDERERS
+from calcdx.datasets.simulator.patterns import PATTERN_RENDERERS
 from calcdx.datasets.simulator.physics import Acquisition, expose, process
 from calcdx.datasets.simulator.shapes import Grid
 from calcdx.errors import ConfigError
