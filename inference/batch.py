@@ -45,6 +45,7 @@ class BatchReport:
     n_studies_skipped: int = 0
     n_images: int = 0
     n_not_analyzed: int = 0
+    n_low_confidence: int = 0
     n_failures: int = 0
     seconds: float = 0.0
     failures: list[dict[str, Any]] = field(default_factory=list)
@@ -274,6 +275,7 @@ def _finish(study_uid: str, items: list[_Item], predictor: Predictor, out: Path,
             sources[r.sop_instance_uid] = item.instance.path
             report.n_images += 1
             report.n_not_analyzed += result.status != "analyzed"
+            report.n_low_confidence += result.low_confidence
         failures.pop(str(item.instance.path), None)
     finalize_study(study_uid, images, radiographs, sources, refused, predictor, out, **kw)
     report.n_studies += 1

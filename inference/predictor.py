@@ -17,6 +17,7 @@ from calcdx.inference.findings import extract_findings
 from calcdx.models import shipped_model_dir
 from calcdx.models.apply import fold_batch_norm, run_on_grid
 from calcdx.models.checkpoint import load_checkpoint, sha256_file
+from calcdx.models.ood import thresholds as ood_thresholds
 
 logger = logging.getLogger(__name__)
 
@@ -33,6 +34,7 @@ class ImageResult:
     findings: list[Finding]
     ood_distance: float | None
     reason: str | None = None
+    low_confidence: bool = False
     pixel_spacing_mm: tuple[float, float] = (0.0, 0.0)
     spacing_source: str = ""
     rows: int = 0
@@ -42,7 +44,7 @@ class ImageResult:
     def to_dict(self) -> dict[str, Any]:
         return {
             "source": self.source, "sop_instance_uid": self.sop_instance_uid, "frame_index": self.frame_index,
-            "status": self.status, "reason": self.reason,
+            "status": self.status, "reason": self.reason, "low_confidence": self.low_confidence,
             "probabilities": {k: round(v, 4) for k, v in self.probabilities.items()},
             "ood_distance": None if self.ood_distance is None or not np.isfinite(self.ood_distance)
             else round(self.ood_distance, 3),
@@ -94,14 +96,23 @@ class Predictor:
                 "ood_distance": float(out.ood_distance), "pixel_spacing_mm": radiograph.pixel_spacing_mm,
                 "spacing_source": radiograph.spacing_source.value, "rows": radiograph.shape[0],
                 "columns": radiograph.shape[1]}
+        low, refuse = ood_thresholds(self.card.ood)
         if out.is_ood:
             return ImageResult(status="not_analyzed", findings=[],
                                reason=f"out of distribution: feature distance {out.ood_distance:.1f} exceeds the "
-                               f"model's threshold {float(self.card.ood.get('threshold', float('nan'))):.1f}; the "
-                               "image is unlike the training data (e.g. another body region)", **base)
+                               f"model's refusal threshold {refuse:.1f}; the image is unlike the training data "
+                               "(e.g. another body region)", **base)
         findings = extract_findings(radiograph, self.card, out.probabilities, out.prob_maps,
                                     self.card.input_spacing_mm)
-        return ImageResult(status="analyzed", findings=findings, **base)
+        reason = None
+        if out.low_confidence:
+            share = float(self.card.ood.get("percentile", 99.0))
+            reason = (f"low confidence: feature distance {out.ood_distance:.1f} is above the {low:.1f} "
+                      f"that {share:g} % of held-out training-like images stay under (refused above "
+                      f"{refuse:.1f}); the image is unusual for the training data (acquisition, anatomy or "
+                      "extent of disease): check the findings by eye")
+        return ImageResult(status="analyzed", findings=findings, reason=reason, low_confidence=out.low_confidence,
+                           **base)
 
     def analyze(self, radiograph: Radiograph) -> ImageResult:
         return self.analyze_grid(radiograph, self.to_grid(radiograph))

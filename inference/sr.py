@@ -80,6 +80,7 @@ def build_sr(sources: Sequence[Dataset], findings_by_sop: dict[str, list[Finding
              study_summary: str, image_probabilities: dict[str, dict[str, float]] | None = None,
              series_number: int = 9001, sop_instance_uid: str | None = None,
     series_instance_uid: str | None = None, not_analysed: dict[str, str] | None = None,
+    cautions: dict[str, str] | None = None,
 ) -> Dataset:
     """Build the study's SR.
 
@@ -94,6 +95,8 @@ def build_sr(sources: Sequence[Dataset], findings_by_sop: dict[str, list[Finding
         not_analysed: per SOP Instance UID of a source image the model declined (out of
             distribution), the reason; its image-level group says "not analysed" and why, with no
             probabilities, so the PACS user sees an answer for every image sent.
+        cautions: per SOP Instance UID of an analysed image flagged low confidence (unusual for
+            the training data), the reason; written as a comment in its image-level group.
     """
     by_uid = {str(ds.SOPInstanceUID): ds for ds in sources}
     algorithm = hd.sr.AlgorithmIdentification(name=ALGORITHM, version=f"{__version__} / {model_identity['version']}")
@@ -142,9 +145,10 @@ def build_sr(sources: Sequence[Dataset], findings_by_sop: dict[str, list[Finding
                 name=CALCIFICATION, value=NOT_ANALYSED if uid in declined else FOUND if found else NOT_FOUND)],
             source_images=[hd.sr.SourceImageForMeasurementGroup(source.SOPClassUID, source.SOPInstanceUID)],
         )
-        if uid in declined:
+        comment = (declined[uid] or "not analysed") if uid in declined else (cautions or {}).get(uid)
+        if comment:
             group[0].ContentSequence.append(
-                hd.sr.TextContentItem(name=COMMENT, value=declined[uid][:1024] or "not analysed",
+                hd.sr.TextContentItem(name=COMMENT, value=comment[:1024],
                                       relationship_type=hd.sr.RelationshipTypeValues.CONTAINS))
         groups.append(group)
     observer = hd.sr.ObserverContext(

@@ -160,7 +160,8 @@ def finalize_study(study_uid: str, images: list[ImageResult], radiographs: dict[
                             series_instance_uid=generate_uid(prefix=DERIVED_UID_ROOT, entropy_srcs=["srs", *sr_key]),
                             study_summary=summary,
                             image_probabilities={im.sop_instance_uid: im.probabilities for im in images},
-                            not_analysed=_declined(images))
+                            not_analysed=_declined(images),
+                            cautions={im.sop_instance_uid: im.reason or "" for im in images if im.low_confidence})
         written.sr_path = srmod.write_sr(out_dir / f"{key}_sr.dcm", sr)
     result["outputs"] = {
         "sr": written.sr_path.name if written.sr_path else None,

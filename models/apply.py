@@ -19,6 +19,7 @@ from torch.nn.utils.fusion import fuse_conv_bn_eval
 from calcdx.datasets.transforms import pad_to_multiple, tiles
 from calcdx.models.card import ModelCard
 from calcdx.models.ood import ood_score
+from calcdx.models.ood import thresholds as ood_thresholds
 
 PAD_MULTIPLE = 32
 
@@ -33,7 +34,9 @@ class GridResult(NamedTuple):
             (i, j) covers grid pixels [i*stride, (i+1)*stride) x [j*stride, (j+1)*stride)).
         features: [F] pooled embedding.
         ood_distance: Mahalanobis distance (NaN when the card has no OOD statistics).
-        is_ood: distance above the card's threshold.
+        is_ood: distance above the card's refusal threshold: the image is not analysed.
+        low_confidence: distance above the card's threshold but not its refusal threshold:
+            analysed, and flagged as unusual for the training data.
     """
 
     probabilities: np.ndarray
@@ -42,6 +45,7 @@ class GridResult(NamedTuple):
     features: np.ndarray
     ood_distance: float
     is_ood: bool
+    low_confidence: bool = False
 
 
 def fold_batch_norm(model: nn.Module) -> nn.Module:
@@ -103,7 +107,8 @@ def run_on_grid(model: nn.Module, card: ModelCard, grid: np.ndarray, device: str
     ch, cw = -(-h // stride), -(-w // stride)
     t = float(card.temperature)
     dist = float(ood_score(features, card.ood)[0])
-    thr = float(card.ood.get("threshold", np.inf)) if card.ood else np.inf
+    low, refuse = ood_thresholds(card.ood)
+    known = bool(np.isfinite(dist))
     return GridResult(probabilities=_sigmoid(logits / t), logits=logits.astype(np.float32),
                       prob_maps=_sigmoid(maps[:, :ch, :cw] / t), features=features.astype(np.float32),
-                      ood_distance=dist, is_ood=bool(np.isfinite(dist) and dist > thr))
+                      ood_distance=dist, is_ood=known and dist > refuse, low_confidence=known and low < dist <= refuse)

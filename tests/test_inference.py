@@ -215,6 +215,43 @@ def test_a_chest_radiograph_is_not_silently_labelled() -> None:
     assert result.status == "not_analyzed" and "out of distribution" in result.reason
 
 
+def test_an_image_just_outside_the_training_data_is_analysed_and_flagged_low_confidence(tmp_path: Path) -> None:
+    """Between the OOD threshold and the refusal threshold: findings kept, flagged in JSON, CSV and SR."""
+    from calcdx.inference import run_batch
+
+    predictor = Predictor()
+    distance = predictor.analyze(_example("img000010.dcm")).ood_distance
+    for threshold, expected in ((distance * 0.8, "analyzed"), (distance * 0.4, "not_analyzed")):
+        predictor.card = predictor.card.with_updates(ood={**predictor.card.ood, "threshold": threshold})
+        predictor.card.ood.pop("refuse_threshold", None)  # the default: twice the threshold
+        out = tmp_path / expected
+        report = run_batch([EXAMPLES / "img000010.dcm"], out, predictor, progress=False)
+        image = json.loads(next(out.glob("*.json")).read_text())["images"][0]
+        assert image["status"] == expected
+        if expected == "analyzed":
+            assert image["low_confidence"] and image["reason"].startswith("low confidence")
+            assert image["findings"] and report.n_low_confidence == 1 and report.n_not_analyzed == 0
+            assert "low confidence" in next(csv.DictReader((out / "summary.csv").open()))["reason"]
+            sr = pydicom.dcmread(next(out.glob("*_sr.dcm")))
+            assert any("low confidence" in str(getattr(item, "TextValue", "")) for item in _walk(sr))
+        else:
+            assert not image["low_confidence"] and "refusal threshold" in image["reason"]
+            assert not image["findings"] and report.n_not_analyzed == 1
+
+
+def _example(name: str) -> Radiograph:
+    from calcdx.datasets.reader import read_radiograph
+
+    return read_radiograph(EXAMPLES / name)
+
+
+def _walk(ds: pydicom.Dataset) -> list[pydicom.Dataset]:
+    items = []
+    for item in getattr(ds, "ContentSequence", []):
+        items += [item, *_walk(item)]
+    return items
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -12,7 +12,7 @@ from calcdx.errors import ModelIntegrityError
 from calcdx.models import create_model, shipped_model_dir
 from calcdx.models.card import ModelCard
 from calcdx.models.checkpoint import CARD_NAME, WEIGHTS_NAME, load_checkpoint, save_checkpoint
-from calcdx.models.ood import fit_ood, is_ood, ood_score
+from calcdx.models.ood import fit_ood, is_ood, is_refused, ood_score, thresholds
 
 
 def _card(**kw) -> ModelCard:
@@ -95,6 +95,11 @@ def test_ood_statistics_flag_shifted_features() -> None:
     shifted = rng.normal(loc=4.0, size=(50, 8))
     assert is_ood(shifted, stats).all()
     assert np.isnan(ood_score(train[:2], {})).all()
+    # two bands: flagged above the threshold, refused only above twice it
+    assert stats["refuse_threshold"] == pytest.approx(2 * stats["threshold"])
+    assert not is_refused(train, stats).any() and is_refused(rng.normal(loc=12.0, size=(5, 8)), stats).all()
+    assert thresholds({}) == (np.inf, np.inf)
+    assert thresholds({"threshold": 3.0}) == (3.0, 6.0)  # cards written before the refusal band
 
 
 def test_ood_threshold_from_held_out_images_declines_about_the_chosen_share_of_new_images() -> None:

@@ -21,6 +21,7 @@ from calcdx.datasets.torch_dataset import ManifestDataset
 from calcdx.models.card import json_clean
 from calcdx.models.checkpoint import load_checkpoint
 from calcdx.models.ood import ood_score
+from calcdx.models.ood import thresholds as ood_thresholds
 from calcdx.taxonomy import PATTERNS
 from calcdx.training.loop import evaluate
 from calcdx.training.metrics import compute_metrics, reliability_curve, sigmoid
@@ -138,7 +139,7 @@ def evaluate_model(model_dir: str | Path, manifest: str | Path, out_dir: str | P
     classes = list(card.classes)
     metrics = compute_metrics(labels, probs, classes, card.thresholds)
     dist = ood_score(res.features, card.ood)
-    thr = float(card.ood.get("threshold", np.inf)) if card.ood else float("inf")
+    thr, refuse = ood_thresholds(card.ood)
     definite = _calls(probs, card, "definite")
     possible = _calls(probs, card, "possible")
     neg = labels.sum(axis=1) == 0
@@ -154,8 +155,11 @@ def evaluate_model(model_dir: str | Path, manifest: str | Path, out_dir: str | P
         },
         "ood": {
             "threshold": thr if np.isfinite(thr) else None,
+            "refuse_threshold": refuse if np.isfinite(refuse) else None,
             "mean_distance": float(np.nanmean(dist)) if np.isfinite(dist).any() else None,
+            # flagged: analysed with a low-confidence flag or refused; refused: not analysed
             "flagged_fraction": float((dist > thr).mean()) if np.isfinite(dist).any() else None,
+            "refused_fraction": float((dist > refuse).mean()) if np.isfinite(dist).any() else None,
         },
         "seconds": res.seconds,
         "images_per_second": len(rows) / res.seconds if res.seconds > 0 else None,

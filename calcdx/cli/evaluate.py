@@ -39,7 +39,8 @@ def run(args: argparse.Namespace) -> int:
                "brier": m["brier"],
                "auroc": {k: v["auroc"] for k, v in m["per_class"].items()},
                "hard_negative_definite_rate": report["hard_negatives"]["any_definite_rate"],
-               "ood_flagged_fraction": report["ood"]["flagged_fraction"]}
+               "ood_flagged_fraction": report["ood"]["flagged_fraction"],
+               "ood_refused_fraction": report["ood"]["refused_fraction"]}
     print(json.dumps(summary, indent=1))
     print(f"report written to {args.out}")
     if args.attach:

@@ -47,7 +47,8 @@ def run(args: argparse.Namespace) -> int:
                        default_spacing_mm=args.default_spacing, progress=not args.no_progress,
                        threads=args.threads)
     print(f"{report.n_studies} studies analysed ({report.n_studies_skipped} already done), {report.n_images} "
-          f"images ({report.n_not_analyzed} not analysed: out of distribution), {report.n_failures} failed files; "
+          f"images ({report.n_not_analyzed} not analysed: out of distribution; {report.n_low_confidence} low "
+          f"confidence: unusual for the training data), {report.n_failures} failed files; "
           f"{report.images_per_second:.2f} images/s; results in {args.out}", file=sys.stderr)
     for failure in report.failures[:10]:
         print(f"  FAILED {failure['path']}: [{failure['code']}] {failure['reason']}", file=sys.stderr)
