@@ -97,6 +97,17 @@ def test_every_entity_is_reachable(entity: Entity) -> None:
     assert entity.id in top3, top3
 
 
+@pytest.mark.parametrize("entity", load_knowledge_base().entities, ids=lambda e: e.id)
+def test_ranking_entries_serialise_as_dataclasses_asdict_would(entity: Entity) -> None:
+    from dataclasses import asdict
+
+    finding, context, age = _best_case(entity)
+    for entry in explain([finding], context, patient_age_years=age).entries:
+        as_dict = entry.to_dict()
+        assert as_dict == asdict(entry)
+        assert as_dict["citation"] is not entry.citation  # a copy, as asdict's
+
+
 def test_missing_context_is_reported_with_its_effect() -> None:
     finding = Finding(Pattern.TUMORAL_CALCINOSIS, 0.9, location_class=LocationClass.PERIARTICULAR,
                       morphology=(Morphology.MULTILOCULATED,))
