@@ -88,6 +88,23 @@ def _differentials(images: list[ImageResult], radiographs: dict[str, Radiograph]
     return per_image, texts, study.to_dict(), study.to_text(max_entries=5)
 
 
+def _with_caveats(summary: str, images: list[ImageResult]) -> str:
+    """The study text, plus what the reader must know about images declined or read with low confidence.
+
+    Without it a study whose only image was declined would read "No soft-tissue calcification
+    reached the model's thresholds", which the model never said.
+    """
+    declined = sum(im.status != "analyzed" for im in images)
+    low = sum(im.low_confidence for im in images)
+    notes = [summary]
+    if declined:
+        notes.append(f"{declined} of {len(images)} image(s) not analysed: unlike the model's training data.")
+    if low:
+        notes.append(f"{low} of {len(images)} image(s) analysed with low confidence (unusual for the training "
+                     "data): check their findings by eye.")
+    return " ".join(notes)
+
+
 def _declined(images: list[ImageResult]) -> dict[str, str]:
     """SOP Instance UID -> reason, for instances of which no frame was analysed."""
     analysed = {im.sop_instance_uid for im in images if im.status == "analyzed"}
@@ -107,6 +124,7 @@ def finalize_study(study_uid: str, images: list[ImageResult], radiographs: dict[
     key = safe_name(study_uid)
     out_dir.mkdir(parents=True, exist_ok=True)
     per_image, texts, study_diff, summary = _differentials(images, radiographs, context)
+    summary = _with_caveats(summary, images)
     result: dict[str, Any] = {
         "$schema": SCHEMA_ID, "schema_version": SCHEMA_VERSION, "calcdx_version": __version__,
         "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),

@@ -226,17 +226,20 @@ def test_an_image_just_outside_the_training_data_is_analysed_and_flagged_low_con
         predictor.card.ood.pop("refuse_threshold", None)  # the default: twice the threshold
         out = tmp_path / expected
         report = run_batch([EXAMPLES / "img000010.dcm"], out, predictor, progress=False)
-        image = json.loads(next(out.glob("*.json")).read_text())["images"][0]
+        study = json.loads(next(out.glob("*.json")).read_text())
+        image = study["images"][0]
         assert image["status"] == expected
         if expected == "analyzed":
             assert image["low_confidence"] and image["reason"].startswith("low confidence")
             assert image["findings"] and report.n_low_confidence == 1 and report.n_not_analyzed == 0
+            assert "1 of 1 image(s) analysed with low confidence" in study["summary"]
             assert "low confidence" in next(csv.DictReader((out / "summary.csv").open()))["reason"]
             sr = pydicom.dcmread(next(out.glob("*_sr.dcm")))
             assert any("low confidence" in str(getattr(item, "TextValue", "")) for item in _walk(sr))
         else:
             assert not image["low_confidence"] and "refusal threshold" in image["reason"]
             assert not image["findings"] and report.n_not_analyzed == 1
+            assert study["summary"].endswith("1 of 1 image(s) not analysed: unlike the model's training data.")
 
 
 def _example(name: str) -> Radiograph:
