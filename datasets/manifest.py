@@ -142,8 +142,9 @@ def read_manifest(manifest: str | Path, *, check_files: bool = True) -> list[Man
 
 
 def write_manifest(path: str | Path, rows: Iterable[ManifestRow], *, extra_columns: Sequence[str] = ()) -> Path:
-    """Write rows as a manifest CSV with paths relative to its folder where possible."""
+    """Write rows as a manifest CSV with paths relative to its folder (created) where possible."""
     path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
     base = path.parent.resolve()
     columns = ["path", "patient_id", "study_uid", *(p.value for p in PATTERNS), "body_part", "view",
                "annotations", *extra_columns]

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from calcdx.datasets.augment import apply_augment, build_augment
-from calcdx.datasets.manifest import ManifestRow, read_manifest
+from calcdx.datasets.manifest import ManifestRow, read_manifest, write_manifest
 from calcdx.datasets.splits import patient_folds, strata, train_val_split
 from calcdx.datasets.torch_dataset import ManifestDataset, pad_collate
 from calcdx.errors import ConfigError
@@ -89,3 +89,12 @@ def test_dataset_crops_carry_mask_labels(tmp_path: Path) -> None:
     batch = pad_collate([whole[0], whole[1]])
     assert batch["image"].shape[-1] % 32 == 0
     assert batch["labels"].tolist()[0] == rows[0].label_vector()
+
+
+def test_a_manifest_written_into_a_new_folder_reads_back_with_its_paths(tmp_path: Path) -> None:
+    """Researchers merge manifests into a folder that does not exist yet (e.g. train + extra images)."""
+    rows = read_manifest(make_tiny_dataset(tmp_path / "d", n=4))
+    merged = write_manifest(tmp_path / "new" / "deeper" / "manifest.csv", rows, extra_columns=["note"])
+    back = read_manifest(merged)
+    assert [r.path.resolve() for r in back] == [r.path.resolve() for r in rows]
+    assert [r.label_vector() for r in back] == [r.label_vector() for r in rows]
