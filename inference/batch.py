@@ -1,6 +1,8 @@
 """Batch inference: discovery -> streaming DataLoader (decode in workers) -> model -> per-study outputs.
 
-Memory stays flat: only the study being finished is held.  Results are written per study,
+Three stages overlap: worker processes decode and resample, the main thread runs the model,
+and one helper thread measures the findings, explains them and writes the files of the
+study before.  Memory stays flat: at most two studies are held.  Results are written per study,
 atomically, the study JSON last; a re-run skips every study whose JSON exists for the same
 model weights (sha256) and redoes the rest, so a killed batch loses nothing and
 duplicates nothing.  Unreadable or refused files go to ``failures.csv`` (code and reason)
@@ -17,6 +19,7 @@ import logging
 import os
 import time
 from collections.abc import Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,6 +33,7 @@ from calcdx.datasets.reader import read_radiographs
 from calcdx.errors import CalcdxError
 from calcdx.inference.predictor import ImageResult, Predictor, preprocessing_percentiles
 from calcdx.inference.study import atomic_write_text, finalize_study, safe_name
+from calcdx.models.apply import GridResult
 
 logger = logging.getLogger(__name__)
 
@@ -221,7 +225,32 @@ def _run_batch(paths: Sequence[str | Path], out_dir: str | Path, predictor: Pred
 
         bar = tqdm(total=len(items), unit="img", desc=f"predict (rank {rank})" if world > 1 else "predict")
     n_done_studies = 0
-    with torch.inference_mode():
+    # the model runs here; findings, rules and files of the previous study in one helper thread
+    # meanwhile (numpy, scipy, OpenCV and file writes overlap the forward pass).  At most one
+    # study waits there, so memory stays flat.
+    in_flight: tuple[str, list[_Item], Future[_Outcome]] | None = None
+
+    def collect() -> None:
+        nonlocal n_done_studies, in_flight
+        if in_flight is None:
+            return
+        study_uid, study_items, future = in_flight
+        in_flight = None
+        try:
+            _record(future.result(), failures, report)
+        except Exception as exc:  # one study's failure never stops the batch
+            logger.error("study %s failed", study_uid, exc_info=exc)
+            for failed in study_items:
+                path = str(failed.instance.path)
+                failures[path] = {"path": path, "study_instance_uid": study_uid,
+                                  "code": "E_INTERNAL", "reason": f"{type(exc).__name__}: {exc}"}
+        n_done_studies += 1
+        _write_csv(failures_file, FAILURE_COLUMNS, list(failures.values()))
+        if bar:
+            bar.set_postfix(studies=f"{n_done_studies}/{len(todo)}",
+                            img_s=f"{report.n_images / max(time.perf_counter() - started, 1e-6):.2f}")
+
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="calcdx-study") as post, torch.inference_mode():
         for batch in loader:
             for item in batch:
                 pending.setdefault(item.study_uid, []).append(item)
@@ -230,19 +259,14 @@ def _run_batch(paths: Sequence[str | Path], out_dir: str | Path, predictor: Pred
                 if len(pending[item.study_uid]) == counts[item.study_uid]:
                     study_items = pending.pop(item.study_uid)
                     try:
-                        _finish(item.study_uid, study_items, predictor, out, failures, report,
-                                context=context, write_sr=write_sr, write_overlays=write_overlays)
-                    except Exception as exc:  # one study's failure never stops the batch
-                        logger.exception("study %s failed", item.study_uid)
-                        for failed in study_items:
-                            path = str(failed.instance.path)
-                            failures[path] = {"path": path, "study_instance_uid": item.study_uid,
-                                              "code": "E_INTERNAL", "reason": f"{type(exc).__name__}: {exc}"}
-                    n_done_studies += 1
-                    _write_csv(failures_file, FAILURE_COLUMNS, list(failures.values()))
-                    if bar:
-                        bar.set_postfix(studies=f"{n_done_studies}/{len(todo)}",
-                                        img_s=f"{report.n_images / max(time.perf_counter() - started, 1e-6):.2f}")
+                        outputs = _forward(study_items, predictor)
+                    except Exception as exc:  # e.g. out of memory on one huge image
+                        outputs = exc
+                    collect()
+                    future = post.submit(_finish, item.study_uid, study_items, outputs, predictor, out,
+                                         context=context, write_sr=write_sr, write_overlays=write_overlays)
+                    in_flight = (item.study_uid, study_items, future)
+        collect()
     if bar:
         bar.close()
     _write_csv(failures_file, FAILURE_COLUMNS, list(failures.values()))
@@ -255,29 +279,51 @@ def _run_batch(paths: Sequence[str | Path], out_dir: str | Path, predictor: Pred
     return report
 
 
-def _finish(study_uid: str, items: list[_Item], predictor: Predictor, out: Path, failures: dict[str, dict[str, Any]],
-            report: BatchReport, **kw: Any) -> None:
+@dataclass
+class _Outcome:
+    """What finishing one study changed: image counts, files refused, files that now succeeded."""
+
+    images: list[ImageResult]
+    refused: list[dict[str, Any]]
+    succeeded: list[str]
+
+
+def _forward(items: list[_Item], predictor: Predictor) -> list[list[GridResult]]:
+    """The model's outputs for every decoded frame of a study's items (main thread: torch)."""
+    return [[predictor.forward(grid) for grid in item.grids or []] for item in items]
+
+
+def _finish(study_uid: str, items: list[_Item], outputs: list[list[GridResult]] | Exception, predictor: Predictor,
+            out: Path, **kw: Any) -> _Outcome:
+    """Findings, differential and files of one study (helper thread: no torch)."""
+    if isinstance(outputs, Exception):
+        raise outputs
     images: list[ImageResult] = []
     radiographs: dict[str, Radiograph] = {}
     sources: dict[str, Path] = {}
-    refused = []
-    for item in sorted(items, key=lambda i: i.index):
+    outcome = _Outcome(images, [], [])
+    for item, item_outputs in sorted(zip(items, outputs, strict=True), key=lambda pair: pair[0].index):
         if item.error:
-            record = {"path": str(item.instance.path), "study_instance_uid": study_uid, "code": item.error["code"],
-                      "reason": item.error["reason"]}
-            failures[record["path"]] = record
-            refused.append(record)
+            outcome.refused.append({"path": str(item.instance.path), "study_instance_uid": study_uid,
+                                    "code": item.error["code"], "reason": item.error["reason"]})
             continue
-        for r, grid in zip(item.radiographs or [], item.grids or [], strict=False):
-            result = predictor.analyze_grid(r, grid)
-            images.append(result)
+        for r, grid_result in zip(item.radiographs or [], item_outputs, strict=False):
+            images.append(predictor.result(r, grid_result))
             radiographs[r.sop_instance_uid] = r
             sources[r.sop_instance_uid] = item.instance.path
-            report.n_images += 1
-            report.n_not_analyzed += result.status != "analyzed"
-            report.n_low_confidence += result.low_confidence
-        failures.pop(str(item.instance.path), None)
-    finalize_study(study_uid, images, radiographs, sources, refused, predictor, out, **kw)
+        outcome.succeeded.append(str(item.instance.path))
+    finalize_study(study_uid, images, radiographs, sources, outcome.refused, predictor, out, **kw)
+    return outcome
+
+
+def _record(outcome: _Outcome, failures: dict[str, dict[str, Any]], report: BatchReport) -> None:
+    for record in outcome.refused:
+        failures[record["path"]] = record
+    for path in outcome.succeeded:
+        failures.pop(path, None)
+    report.n_images += len(outcome.images)
+    report.n_not_analyzed += sum(im.status != "analyzed" for im in outcome.images)
+    report.n_low_confidence += sum(im.low_confidence for im in outcome.images)
     report.n_studies += 1
 
 

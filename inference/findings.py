@@ -21,6 +21,7 @@ from calcdx.datasets.radiograph import Radiograph
 from calcdx.findings import Finding, Margin, Morphology, OperatingPoint
 from calcdx.gaussian import gaussian_blur
 from calcdx.models.card import ModelCard
+from calcdx.morphology import binary_dilation, binary_erosion, binary_opening
 from calcdx.taxonomy import LocationClass, Pattern
 
 MAX_FINDINGS_PER_PATTERN = 5
@@ -86,7 +87,7 @@ def measure(image: np.ndarray, box: tuple[int, int, int, int], spacing: tuple[fl
     values = residual[inner]
     thr = otsu_threshold(values) if values.size else 0.0
     deposit = (residual > thr) & inner
-    deposit = ndimage.binary_opening(deposit) if deposit.sum() > 20 else deposit
+    deposit = binary_opening(deposit) if deposit.sum() > 20 else deposit
     if deposit.sum() < 2:
         deposit = inner
     labels, n = ndimage.label(deposit)
@@ -102,10 +103,10 @@ def measure(image: np.ndarray, box: tuple[int, int, int, int], spacing: tuple[fl
         long_mm, short_mm = float(ext.max()), float(ext.min())
     else:
         long_mm = short_mm = float(min(spacing))
-    ring = ndimage.binary_dilation(deposit, iterations=3) & ~deposit
+    ring = binary_dilation(deposit, iterations=3) & ~deposit
     density = float(patch[deposit].mean() - (patch[ring].mean() if ring.any() else patch.mean()))
     grad = ndimage.gaussian_gradient_magnitude(patch, 1.0)
-    edge = ndimage.binary_dilation(deposit) & ~ndimage.binary_erosion(deposit)
+    edge = binary_dilation(deposit) & ~binary_erosion(deposit)
     sharpness = float(grad[edge].mean() / max(abs(density), 1e-3)) if edge.any() else 0.0
     margin = Margin.WELL_DEFINED if sharpness > 0.35 else Margin.ILL_DEFINED
     return Measured(long_mm=long_mm, short_mm=short_mm, area_mm2=float(deposit.sum() * spacing[0] * spacing[1]),

@@ -15,7 +15,7 @@ from calcdx.datasets.transforms import to_model_grid
 from calcdx.findings import Finding
 from calcdx.inference.findings import extract_findings
 from calcdx.models import shipped_model_dir
-from calcdx.models.apply import fold_batch_norm, run_on_grid
+from calcdx.models.apply import GridResult, fold_batch_norm, run_on_grid
 from calcdx.models.checkpoint import load_checkpoint, sha256_file
 from calcdx.models.ood import thresholds as ood_thresholds
 
@@ -89,7 +89,14 @@ class Predictor:
 
     def analyze_grid(self, radiograph: Radiograph, grid: np.ndarray) -> ImageResult:
         """Run the model on a prepared grid image and extract findings."""
-        out = run_on_grid(self.model, self.card, grid, device=self.device)
+        return self.result(radiograph, self.forward(grid))
+
+    def forward(self, grid: np.ndarray) -> GridResult:
+        """The model's outputs for a prepared grid image (the only step that needs torch)."""
+        return run_on_grid(self.model, self.card, grid, device=self.device)
+
+    def result(self, radiograph: Radiograph, out: GridResult) -> ImageResult:
+        """Findings, measured on ``radiograph``, from the model's outputs ``out`` for it (numpy only)."""
         probabilities = {name: float(out.probabilities[i]) for i, name in enumerate(self.card.classes)}
         base = {"source": radiograph.source, "sop_instance_uid": radiograph.sop_instance_uid,
                 "frame_index": radiograph.frame_index, "probabilities": probabilities,

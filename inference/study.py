@@ -64,16 +64,13 @@ def atomic_write_text(path: Path, text: str) -> None:
 
 def _differentials(images: list[ImageResult], radiographs: dict[str, Radiograph], context: Any
                    ) -> tuple[dict[str, list[dict[str, Any]]], dict[str, list[str]], dict[str, Any] | None, str]:
-    from calcdx.rules import explain, explain_study
+    from calcdx.rules import combine_differentials, explain
 
     per_image: dict[str, list[dict[str, Any]]] = {}
     texts: dict[str, list[str]] = {}
-    all_findings = []
-    age = sex = None
+    per_finding = []
     for image in images:
         r = radiographs.get(image.sop_instance_uid)
-        age = age if age is not None else (r.patient_age_years if r else None)
-        sex = sex or (r.patient_sex if r else None)
         per_image[image.sop_instance_uid] = []
         texts[image.sop_instance_uid] = []
         for finding in image.findings:
@@ -81,10 +78,10 @@ def _differentials(images: list[ImageResult], radiographs: dict[str, Radiograph]
                            patient_sex=r.patient_sex if r else None)
             per_image[image.sop_instance_uid].append(diff.to_dict())
             texts[image.sop_instance_uid].append(diff.to_text(max_entries=3))
-            all_findings.append(finding)
-    if not all_findings:
+            per_finding.append(diff)
+    if not per_finding:
         return per_image, texts, None, "No soft-tissue calcification reached the model's thresholds."
-    study = explain_study(all_findings, context, patient_age_years=age, patient_sex=sex)
+    study = combine_differentials(per_finding, context)
     return per_image, texts, study.to_dict(), study.to_text(max_entries=5)
 
 

@@ -325,3 +325,47 @@ def test_rank_sharded_run_merges_to_the_single_process_result(tmp_path: Path) ->
 
     assert rows(sharded) == rows(single)
     assert (sharded / "failures-rank0.csv").exists() and (sharded / "failures-rank1.csv").exists()
+
+
+@pytest.mark.parametrize("stage", ["forward", "finish"])
+def test_a_study_that_fails_after_decoding_is_listed_and_the_batch_goes_on(
+        stage: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A failure in the model (main thread) or in findings/files (helper thread) costs one study only."""
+    from calcdx.inference import batch as batch_module
+    from calcdx.inference import run_batch
+
+    names = ("img000004.dcm", "img000010.dcm", "img000012.dcm")
+    victim = pydicom.dcmread(EXAMPLES / names[1], stop_before_pixels=True).StudyInstanceUID
+    predictor = Predictor()
+    if stage == "forward":
+        real_forward = predictor.forward
+        calls = iter(range(len(names)))
+
+        def forward(grid: np.ndarray) -> object:
+            if next(calls) == 1:
+                raise MemoryError("no room for this image")
+            return real_forward(grid)
+
+        monkeypatch.setattr(predictor, "forward", forward)
+    else:
+        real_finalize = batch_module.finalize_study
+
+        def finalize_study(study_uid: str, *args: object, **kw: object) -> None:
+            if study_uid == victim:
+                raise OSError("disk full")
+            real_finalize(study_uid, *args, **kw)
+
+        monkeypatch.setattr(batch_module, "finalize_study", finalize_study)
+    out = tmp_path / "out"
+    report = run_batch([EXAMPLES / n for n in names], out, predictor, write_sr=False, write_overlays=False,
+                       progress=False)
+    assert report.n_studies == 2 and report.n_failures == 1
+    failed = next(csv.DictReader((out / "failures.csv").open()))
+    assert failed["code"] == "E_INTERNAL" and failed["study_instance_uid"] == victim
+    assert ("MemoryError: no room" if stage == "forward" else "OSError: disk full") in failed["reason"]
+    assert len(list(out.glob("*.json"))) == 2
+    monkeypatch.undo()
+    rerun = run_batch([EXAMPLES / n for n in names], out, Predictor(), write_sr=False, write_overlays=False,
+                      progress=False)
+    assert (rerun.n_studies, rerun.n_studies_skipped, rerun.n_failures) == (1, 2, 0)
+    assert not list(csv.DictReader((out / "failures.csv").open()))

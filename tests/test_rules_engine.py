@@ -14,7 +14,7 @@ import yaml
 from calcdx.cli.main import main
 from calcdx.errors import ConfigError, KnowledgeBaseError
 from calcdx.findings import Finding, Morphology
-from calcdx.rules import ClinicalContext, explain, explain_study, load_knowledge_base
+from calcdx.rules import ClinicalContext, combine_differentials, explain, explain_study, load_knowledge_base
 from calcdx.rules.kb import DEFAULT_KB, Entity
 from calcdx.taxonomy import LocationClass, Pattern
 
@@ -144,6 +144,16 @@ def test_study_level_prefers_one_disease_explaining_several_findings() -> None:
     study = explain_study([tumoral, vessels], ClinicalContext(renal_failure=True))
     assert study.top.entity_id == "metabolic_calcinosis_renal"
     assert any("other finding" in ev.text for ev in study.top.matched)
+
+
+def test_combining_per_finding_differentials_equals_explaining_the_study() -> None:
+    findings = [Finding(Pattern.TUMORAL_CALCINOSIS, 0.9, location_class=LocationClass.PERIARTICULAR),
+                Finding(Pattern.CALCINOSIS_UNIVERSALIS, 0.7, location_class=LocationClass.SUBCUTANEOUS),
+                Finding(Pattern.PHLEBOLITH, 0.8, location_class=LocationClass.VASCULAR, long_axis_mm=4.0)]
+    context = ClinicalContext(renal_failure=True)
+    per = [explain([f], context, patient_age_years=61) for f in findings]
+    combined = combine_differentials(per, context)
+    assert combined.to_dict() == explain_study(findings, context, patient_age_years=61).to_dict()
 
 
 def test_context_validation() -> None:

@@ -6,8 +6,8 @@
 """
 
 from calcdx.rules.context import ClinicalContext
-from calcdx.rules.engine import Differential, DifferentialEntry, explain, explain_study
+from calcdx.rules.engine import Differential, DifferentialEntry, combine_differentials, explain, explain_study
 from calcdx.rules.kb import KnowledgeBase, load_knowledge_base
 
-__all__ = ["ClinicalContext", "Differential", "DifferentialEntry", "KnowledgeBase", "explain", "explain_study",
-           "load_knowledge_base"]
+__all__ = ["ClinicalContext", "Differential", "DifferentialEntry", "KnowledgeBase", "combine_differentials", "explain",
+           "explain_study", "load_knowledge_base"]

@@ -348,6 +348,19 @@ def explain_study(
         explain([f], context, patient_age_years=patient_age_years, patient_sex=patient_sex, knowledge_base=kb)
         for f in findings
     ]
+    return combine_differentials(per, context, knowledge_base=kb)
+
+
+def combine_differentials(
+    per: Sequence[Differential], context: ClinicalContext | None = None, *, knowledge_base: KnowledgeBase | None = None
+) -> Differential:
+    """The study-level differential of ``explain_study`` from per-finding differentials already made.
+
+    Batch inference explains every finding for its image anyway; combining those halves the
+    rule layer's time per study.
+    """
+    kb = knowledge_base or load_knowledge_base()
+    context = context or ClinicalContext()
     best: dict[str, DifferentialEntry] = {}
     explained: dict[str, set[int]] = {}
     for i, d in enumerate(per):
