@@ -1,11 +1,11 @@
 """Inference throughput side by side on the same DICOM files.
 
-    python benchmarks/inference_throughput.py [--n 100] [--workers 1] [--uncompressed]
+    python benchmarks/inference_throughput.py [--n 100] [--workers W] [--uncompressed]
 
 Prints, for N copies of the bundled example radiographs (JPEG 2000 lossless as bundled, or
 decompressed to Explicit VR Little Endian with ``--uncompressed``: the decoder's share):
   * calcdx end to end (`calcdx predict` pipeline: read, resample, model, findings, rules, JSON; no SR/overlay)
-    images/s and peak RSS;
+    images/s, peak RSS of the main process and of the largest decoding worker;
   * calcdx forward-pass-only bound: the model alone on the same model-grid images, batch 1;
   * TorchXRayVision: its DICOM reader + DenseNet-121 (weights=None) at 224 px, if installed
     (`pip install -e '.[bench]'`).
@@ -50,14 +50,15 @@ def copies(n: int, folder: Path, *, uncompressed: bool = False) -> list[Path]:
     return out
 
 
-def peak_rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+def peak_rss_mb(who: int = resource.RUSAGE_SELF) -> float:
+    """Peak resident set size in MB of this process (or, with RUSAGE_CHILDREN, its largest child)."""
+    return resource.getrusage(who).ru_maxrss / 1024
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--n", type=int, default=100)
-    parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--workers", type=int, default=None, help="decoding workers (default: calcdx predict's)")
     parser.add_argument("--uncompressed", action="store_true", help="decompress the copies first")
     args = parser.parse_args()
     tmp = Path(tempfile.mkdtemp())
@@ -82,7 +83,8 @@ def main() -> None:
             f"images: {args.n} ({syntax}), model grid {predictor.card.input_spacing_mm} mm/px "
             f"(mean {shape[0]:.0f}x{shape[1]:.0f} px)"
         )
-        print(f"calcdx end to end      {e2e:7.2f} images/s   peak RSS {peak_rss_mb():7.0f} MB")
+        print(f"calcdx end to end      {e2e:7.2f} images/s   peak RSS {peak_rss_mb():7.0f} MB "
+              f"(largest worker {peak_rss_mb(resource.RUSAGE_CHILDREN):.0f} MB; {report.n_images} images)")
         print(f"calcdx forward only    {forward:7.2f} images/s   (end to end = {e2e / forward:.2f} x forward)")
         try:
             import torchxrayvision as xrv

@@ -166,7 +166,16 @@ def merge_outputs(out_dir: Path) -> tuple[Path, Path]:
     return summary, failures_csv
 
 
-def run_batch(paths: Sequence[str | Path], out_dir: str | Path, predictor: Predictor, *, workers: int = 1,
+def default_workers() -> int:
+    """Decoding processes by default: two, or one on a single core.
+
+    Measured on 2 cores (docs/inference.md): two workers and one model thread read JPEG 2000
+    files 25-30 % faster than one worker, and uncompressed files as fast (within 3 %).
+    """
+    return min(2, len(os.sched_getaffinity(0)))
+
+
+def run_batch(paths: Sequence[str | Path], out_dir: str | Path, predictor: Predictor, *, workers: int | None = None,
               context: Any = None, write_sr: bool = True, write_overlays: bool = True,
               default_spacing_mm: float | None = None, progress: bool = True,
               threads: int | None = None) -> BatchReport:
@@ -175,6 +184,7 @@ def run_batch(paths: Sequence[str | Path], out_dir: str | Path, predictor: Predi
     ``threads``: torch threads for the model while the batch runs; by default the cores left
     over by the ``workers`` decoding processes (oversubscribing the cores costs ~25 % here).
     """
+    workers = default_workers() if workers is None else workers
     previous_threads = torch.get_num_threads()
     torch.set_num_threads(threads or model_threads(workers, previous_threads))
     try:

@@ -24,7 +24,9 @@ def register(subparsers: Any) -> None:
     parser.add_argument("paths", nargs="+", metavar="PATH")
     parser.add_argument("--out", required=True, help="output folder (created; re-use it to resume)")
     parser.add_argument("--model", default=None, help="model folder (default: the shipped model)")
-    parser.add_argument("--workers", type=int, default=1, help="DataLoader worker processes for decoding (default 1)")
+    parser.add_argument("--workers", type=int, default=None,
+                        help="DataLoader worker processes for decoding (default 2, or 1 on one core; 0 = decode "
+                        "in the main process)")
     parser.add_argument("--threads", type=int, default=None,
                         help="torch threads for the model (default: the cores the workers leave)")
     parser.add_argument("--context", default=None, metavar="YAML", help="clinical context for the rule layer")
