@@ -19,7 +19,7 @@ from calcdx.datasets.simulator.dataset import _streams, sample_labels, sample_nu
 from calcdx.datasets.simulator.materials import ENERGIES_KEV, Material, mu_per_mm
 from calcdx.datasets.simulator.spectrum import mean_energy_kev
 from calcdx.errors import ConfigError
-from calcdx.taxonomy import PATTERNS, Region
+from calcdx.taxonomy import PATTERNS, Pattern, Region
 from tests.tools import dciodvfy_errors
 
 
@@ -213,3 +213,36 @@ def test_only_the_lesion_tells_a_positive_from_a_negative(tmp_path: Path) -> Non
     assert separation(positive) > 0.75
     assert 0.35 < separation(twin) < 0.65
     assert 0.35 < probe(twin) < 0.65
+
+
+def test_a_lesion_mostly_outside_the_open_field_is_not_labelled() -> None:
+    from calcdx.datasets.simulator.anatomy import Body
+    from calcdx.datasets.simulator.dataset import field_mask
+
+    body = Body(habitus=1.0, fat_fraction=0.3, bone_density=1.0, view="AP", laterality="R", rotation_deg=0.0)
+    mask = np.zeros((100, 80), bool)
+    mask[2:12, 30:40] = True  # rows 2-11: 4 of its 10 rows are open below an 8-row shutter
+    assert field_mask(mask.copy(), body, shutter_rows=8) is None
+    kept = field_mask(mask.copy(), body, shutter_rows=4)  # 8 of 10 rows open: kept, cut to the field
+    assert kept is not None and kept.sum() == 80 and not kept[:4].any()
+    corner = np.zeros((100, 80), bool)
+    corner[0:6, 0:6] = True  # rotated by 30 degrees, most of it leaves the frame
+    tilted = Body(habitus=1.0, fat_fraction=0.3, bone_density=1.0, view="AP", laterality="R", rotation_deg=30.0)
+    assert field_mask(corner, tilted, shutter_rows=0) is None
+
+
+def test_every_annotated_lesion_lies_in_the_open_field() -> None:
+    from calcdx.datasets.simulator.physics import collimated_rows
+
+    cfg = SimulationConfig(spacing_mm=1.0)
+    shuttered = 0
+    for i in range(40):
+        case = render_case(31, i, cfg)
+        rows = collimated_rows(case.spacing_mm, case.acquisition)
+        shuttered += rows > 0
+        assert case.labels == frozenset(Pattern(les.kind) for les in case.lesions if les.is_pattern)
+        for mask in case.masks:
+            assert mask.shape == case.image.shape and mask.any()
+            if rows:
+                assert not mask[:rows].any() and not mask[-rows:].any()
+    assert shuttered >= 5  # the property was exercised with shutters

@@ -42,16 +42,25 @@ def pick(rng: np.random.Generator, items: list) -> object:
     return items[int(rng.integers(len(items)))]
 
 
+FRAME_MARGIN_MM = 8.0
+"""Soft-tissue lesion centres stay this far inside the frame: more than the largest phlebolith
+cluster's radius, so the pose and the collimator rarely cut one (``dataset.field_mask`` decides)."""
+
+
 def soft_point(
     ph: Phantom, rng: np.random.Generator, *, subcutaneous: bool = False, away_from_bone: float = 6.0
 ) -> tuple[float, float]:
-    """A random point in muscle (or subcutaneous fat) not overlapping bone."""
+    """A random point in muscle (or subcutaneous fat) not overlapping bone, at least
+    ``FRAME_MARGIN_MM`` inside the frame (a deposit on the edge would be cut off)."""
     muscle = ph.landmarks["muscle"]
     outer = ph.landmarks["soft_outer"]
     bone = ph.bone_outer
     s = ph.grid.spacing_mm
     ok = (outer > 4.0) & (muscle < 1.0) if subcutaneous else muscle > 20.0
     ok &= bone < 0.5
+    margin = int(np.ceil(FRAME_MARGIN_MM / s))
+    ok[:margin] = ok[-margin:] = False
+    ok[:, :margin] = ok[:, -margin:] = False
     rows, cols = np.nonzero(ok[:: max(1, int(2 / s)), :: max(1, int(2 / s))])
     if rows.size == 0:
         return (ph.grid.shape[0] * s / 2, ph.grid.shape[1] * s / 2)

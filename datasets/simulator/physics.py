@@ -119,9 +119,13 @@ def process(detected: np.ndarray, spacing_mm: float, acq: Acquisition) -> np.nda
     if acq.grid and acq.grid_line_amplitude > 0:
         cols = np.arange(img.shape[1], dtype=np.float32) * spacing_mm
         img = img * (1.0 + acq.grid_line_amplitude * np.sin(2 * np.pi * cols / 0.25 * 0.93))[None, :]
-    if acq.collimation_mm > 0:
-        edge = int(acq.collimation_mm / spacing_mm)
-        if edge > 0:
-            img[:edge, :] = img[:edge, :] * 0.15 + 0.8
-            img[-edge:, :] = img[-edge:, :] * 0.15 + 0.8
+    edge = collimated_rows(spacing_mm, acq)
+    if edge > 0:
+        img[:edge, :] = img[:edge, :] * 0.15 + 0.8
+        img[-edge:, :] = img[-edge:, :] * 0.15 + 0.8
     return np.clip(img, 0.0, 1.0).astype(np.float32)
+
+
+def collimated_rows(spacing_mm: float, acq: Acquisition) -> int:
+    """Rows hidden by each collimator shutter (top and bottom) at ``spacing_mm``."""
+    return int(acq.collimation_mm / spacing_mm) if acq.collimation_mm > 0 else 0
