@@ -111,15 +111,33 @@ def preprocess(row: ManifestRow, spacing_mm: float, use_masks: bool = True,
         masks = _class_masks(row, radiograph.shape, grid_shape(radiograph.shape, radiograph.pixel_spacing_mm,
                                                                spacing_mm))
     if cache_file is not None:
+        image = image.astype(np.float16).astype(np.float32)  # identical to what the cache returns
+        _write_cache(cache_file, image, masks)
+    return image, masks
+
+
+def _write_cache(cache_file: Path, image: np.ndarray, masks: np.ndarray | None) -> None:
+    """Store one preprocessed image atomically; a full or unwritable disk only costs the cache.
+
+    A training run of an hour once died on "No space left on device" while caching its
+    new images; the cache is an optimisation, so the run now goes on without it.
+    """
+    tmp = cache_file.with_suffix(f".{os.getpid()}.tmp.npz")
+    arrays: dict[str, Any] = {"image": image.astype(np.float16)}
+    if masks is not None:
+        arrays["masks"] = masks
+    try:
         cache_file.parent.mkdir(parents=True, exist_ok=True)
-        tmp = cache_file.with_suffix(f".{os.getpid()}.tmp.npz")
-        arrays: dict[str, Any] = {"image": image.astype(np.float16)}
-        if masks is not None:
-            arrays["masks"] = masks
         np.savez(tmp, **arrays)
         tmp.replace(cache_file)
-        image = image.astype(np.float16).astype(np.float32)  # identical to what the cache returns
-    return image, masks
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        log = logger.debug if _cache_failures else logger.warning  # once per process, not per image
+        _cache_failures.append(str(exc))
+        log("not caching %s (training goes on without the cache): %s", cache_file, exc)
+
+
+_cache_failures: list[str] = []
 
 
 def _pack(image: np.ndarray, masks: np.ndarray | None) -> tuple[np.ndarray, np.ndarray | None]:

@@ -98,3 +98,27 @@ def test_a_manifest_written_into_a_new_folder_reads_back_with_its_paths(tmp_path
     back = read_manifest(merged)
     assert [r.path.resolve() for r in back] == [r.path.resolve() for r in rows]
     assert [r.label_vector() for r in back] == [r.label_vector() for r in rows]
+
+
+def test_a_cache_that_cannot_be_written_only_costs_the_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                             caplog: pytest.LogCaptureFixture) -> None:
+    """A full disk while caching used to end a training run; now the images come back uncached."""
+    from calcdx.datasets import torch_dataset
+
+    rows = read_manifest(make_tiny_dataset(tmp_path / "d", n=3))
+    expected = [torch_dataset.preprocess(row, 0.6, True, None) for row in rows]
+
+    def disk_full(path: object, **arrays: object) -> None:
+        Path(str(path)).write_bytes(b"partial")
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(torch_dataset.np, "savez", disk_full)
+    monkeypatch.setattr(torch_dataset, "_cache_failures", [])
+    cache = tmp_path / "cache"
+    for row, (image, masks) in zip(rows, expected, strict=True):
+        got_image, got_masks = torch_dataset.preprocess(row, 0.6, True, cache)
+        np.testing.assert_array_equal(got_image, image.astype(np.float16).astype(np.float32))
+        np.testing.assert_array_equal(got_masks, masks)
+    assert not list(cache.glob("*"))  # no partial file left behind
+    warnings = [r for r in caplog.records if "not caching" in r.getMessage() and r.levelname == "WARNING"]
+    assert len(warnings) == 1 and "No space left on device" in warnings[0].getMessage()
