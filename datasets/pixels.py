@@ -13,10 +13,12 @@ from dataclasses import dataclass
 
 import numpy as np
 from pydicom.dataset import Dataset
+from pydicom.encaps import generate_frames
 from pydicom.pixels import apply_modality_lut, apply_voi, apply_windowing, get_decoder
 from pydicom.uid import UID
 
 from calcdx.datasets.codestream import check_codestreams
+from calcdx.datasets.j2k_levels import J2K_REDUCIBLE_SYNTAXES, box_matched, decode_reduced
 from calcdx.errors import (
     ConfigError,
     CorruptDicomError,
@@ -42,10 +44,12 @@ faster than libjpeg, and serves nothing else; then pylibjpeg); GDCM never."""
 
 @dataclass(frozen=True, slots=True)
 class DecodedPixels:
-    """Stored values of every frame, (frames, rows, columns), and what decoded them."""
+    """Stored values of every frame, (frames, rows, columns), what decoded them, and how many JPEG 2000
+    resolution levels were discarded (0: full resolution; r: 1/2**r of the size per side)."""
 
     frames: np.ndarray
     decoder: str
+    levels_discarded: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,11 +131,13 @@ def _plugins(tsyntax: UID, source: str) -> list[str]:
     return plugins
 
 
-def decode(ds: Dataset, source: str, geometry: PixelGeometry) -> DecodedPixels:
+def decode(ds: Dataset, source: str, geometry: PixelGeometry, *, reduce_levels: int = 0) -> DecodedPixels:
     """Decode the stored values of every frame with pydicom's pixel backends.
 
     Native data is checked for length first; compressed frames for the size their
     codestream declares (``codestream.check_codestreams``) before a decoder runs.
+    With ``reduce_levels`` > 0, a single-frame JPEG 2000 image without padding values is decoded
+    at up to that many discarded resolution levels (``j2k_levels``), else at full resolution.
 
     Returns:
         ``DecodedPixels``: (frames, rows, cols) stored values and the decoder used
@@ -157,6 +163,8 @@ def decode(ds: Dataset, source: str, geometry: PixelGeometry) -> DecodedPixels:
     plugins = _plugins(tsyntax, source)
     if tsyntax.is_compressed:
         check_codestreams(ds, source, tsyntax, geometry.rows, geometry.columns, geometry.frames)
+    if reduce_levels > 0 and (reduced := _decode_reduced(ds, tsyntax, geometry, reduce_levels)) is not None:
+        return reduced
     arr = None
     used = ""
     errors: list[str] = []
@@ -189,6 +197,24 @@ def decode(ds: Dataset, source: str, geometry: PixelGeometry) -> DecodedPixels:
             path=source,
         )
     return DecodedPixels(arr, used)
+
+
+def _decode_reduced(ds: Dataset, tsyntax: UID, geometry: PixelGeometry, levels: int) -> DecodedPixels | None:
+    """A single-frame, unpadded JPEG 2000 image at a reduced resolution level, else None (any failure:
+    the full decoder then runs and reports errors in its own words)."""
+    if (str(tsyntax) not in J2K_REDUCIBLE_SYNTAXES or geometry.frames != 1 or geometry.samples != 1
+            or "PixelPaddingValue" in ds or int(ds.get("PixelRepresentation", 0) or 0) != 0):
+        return None
+    try:
+        codestream = next(generate_frames(ds.PixelData, number_of_frames=1))
+        result = decode_reduced(codestream, geometry.rows, geometry.columns, levels)
+    except Exception as exc:  # a corrupt stream is the full decoder's to report
+        logger.debug("reduced JPEG 2000 decoding skipped: %s", exc)
+        return None
+    if result is None:
+        return None
+    values, level = result
+    return DecodedPixels(box_matched(values, level)[np.newaxis], "pillow", levels_discarded=level)
 
 
 def padding_mask(raw: np.ndarray, ds: Dataset) -> np.ndarray | None:

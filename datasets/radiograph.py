@@ -34,6 +34,9 @@ class Radiograph:
         transfer_syntax_uid: how the pixels were encoded.
         applied: human-readable steps the reader applied (LUTs, inversion, masking, ...).
         bits_stored, photometric_interpretation: as in the file.
+        levels_discarded: JPEG 2000 resolution levels the decoder skipped (0: ``image`` is the full
+            image; r: ``image`` is 1/2**r of it per side and ``pixel_spacing_mm`` is its own spacing).
+        full_shape: (rows, cols) of the stored image in the file (None: same as ``shape``).
     """
 
     image: np.ndarray
@@ -58,6 +61,29 @@ class Radiograph:
     photometric_interpretation: str | None = None
     bits_stored: int | None = None
     applied: tuple[str, ...] = field(default_factory=tuple)
+    levels_discarded: int = 0
+    full_shape: tuple[int, int] | None = None
+
+    @property
+    def decimation(self) -> int:
+        """Stored pixels per ``image`` pixel along each axis (1 unless levels were discarded)."""
+        return 1 << self.levels_discarded
+
+    @property
+    def source_shape(self) -> tuple[int, int]:
+        """(rows, cols) of the image in the file: the pixel grid DICOM coordinates refer to."""
+        return self.full_shape or self.shape
+
+    @property
+    def source_pixel_spacing_mm(self) -> tuple[float, float]:
+        """Spacing of the file's pixel grid (``pixel_spacing_mm`` / ``decimation``)."""
+        d = self.decimation
+        return (self.pixel_spacing_mm[0] / d, self.pixel_spacing_mm[1] / d)
+
+    def to_source_px(self, row: float, col: float) -> tuple[float, float]:
+        """A point in ``image`` pixel coordinates (pixel centres at integers) on the file's pixel grid."""
+        d = self.decimation
+        return ((row + 0.5) * d - 0.5, (col + 0.5) * d - 0.5)
 
     @property
     def shape(self) -> tuple[int, int]:

@@ -22,6 +22,7 @@ from pydicom.sequence import Sequence as DicomSequence
 from pydicom.uid import UID
 
 from calcdx.datasets.acceptance import check_projection_radiograph
+from calcdx.datasets.j2k_levels import levels_for_spacing
 from calcdx.datasets.pixels import (
     DEFAULT_MAX_BYTES,
     DEFAULT_MAX_PIXELS,
@@ -209,6 +210,7 @@ def read_radiographs(
     voi: str | int = "first",
     max_pixels: int = DEFAULT_MAX_PIXELS,
     max_bytes: int = DEFAULT_MAX_BYTES,
+    coarsest_spacing_mm: float | None = None,
 ) -> list[Radiograph]:
     """Read every frame of a projection radiograph: one ``Radiograph`` per frame.
 
@@ -220,6 +222,9 @@ def read_radiographs(
         max_pixels: decompression-bomb guard (rows x columns x frames), checked before decoding.
         max_bytes: decompression-bomb guard on the stored values (rows x columns x frames x
             samples x BitsAllocated / 8), checked before decoding.
+        coarsest_spacing_mm: decode a JPEG 2000 image at a reduced resolution level (1/2**r per side,
+            ``Radiograph.levels_discarded``) while its spacing stays at or below this; None (default):
+            full resolution.  Inference passes the model grid's spacing.
 
     Raises:
         InputError: a subclass naming the file and the reason (see ``calcdx.errors``); never
@@ -232,6 +237,11 @@ def read_radiographs(
     ):
         raise ConfigError(f'Argument "default_spacing_mm" should be a spacing in mm in (0, 10], '
                           f"got {default_spacing_mm!r}")
+    if coarsest_spacing_mm is not None and not (
+        isinstance(coarsest_spacing_mm, int | float) and 0 < float(coarsest_spacing_mm) <= 100
+    ):
+        raise ConfigError(f'Argument "coarsest_spacing_mm" should be a spacing in mm in (0, 100], '
+                          f"got {coarsest_spacing_mm!r}")
     if isinstance(path_or_dataset, Dataset):
         ds = path_or_dataset
         source = str(getattr(ds, "filename", None) or "<dataset>")
@@ -241,7 +251,7 @@ def read_radiographs(
     try:
         check_nesting(ds, source)
         return _read(ds, source, default_spacing_mm=default_spacing_mm, voi=voi, max_pixels=max_pixels,
-                     max_bytes=max_bytes)
+                     max_bytes=max_bytes, coarsest_spacing_mm=coarsest_spacing_mm)
     except CalcdxError:
         raise
     except RecursionError as exc:
@@ -262,6 +272,7 @@ def read_radiograph(
     frame: int = 0,
     max_pixels: int = DEFAULT_MAX_PIXELS,
     max_bytes: int = DEFAULT_MAX_BYTES,
+    coarsest_spacing_mm: float | None = None,
 ) -> Radiograph:
     """Read one frame (default the first) of a projection radiograph; see ``read_radiographs``.
 
@@ -270,7 +281,7 @@ def read_radiograph(
         ConfigError: an invalid argument.
     """
     frames = read_radiographs(path_or_dataset, default_spacing_mm=default_spacing_mm, voi=voi,
-                              max_pixels=max_pixels, max_bytes=max_bytes)
+                              max_pixels=max_pixels, max_bytes=max_bytes, coarsest_spacing_mm=coarsest_spacing_mm)
     if not 0 <= frame < len(frames):
         raise InputError(f"frame {frame} requested but the file has {len(frames)}",
                          path=frames[0].source if frames else None)
@@ -278,12 +289,19 @@ def read_radiograph(
 
 
 def _read(ds: Dataset, source: str, *, default_spacing_mm: float | None, voi: str | int,
-          max_pixels: int, max_bytes: int) -> list[Radiograph]:
+          max_pixels: int, max_bytes: int, coarsest_spacing_mm: float | None = None) -> list[Radiograph]:
     check_projection_radiograph(ds, source)
     geometry = check_geometry(ds, source, max_pixels=max_pixels, max_bytes=max_bytes)
-    decoded = decode(ds, source, geometry)
-    stored = decoded.frames
     spacing, spacing_source = pixel_spacing(ds, default_spacing_mm)
+    levels = levels_for_spacing(spacing, coarsest_spacing_mm) if coarsest_spacing_mm else 0
+    decoded = decode(ds, source, geometry, reduce_levels=levels)
+    stored = decoded.frames
+    full_shape = None
+    file_spacing = spacing
+    if decoded.levels_discarded:
+        factor = 1 << decoded.levels_discarded
+        full_shape = (geometry.rows, geometry.columns)
+        spacing = (spacing[0] * factor, spacing[1] * factor)
     tsyntax = str(ds.file_meta.get("TransferSyntaxUID", "")) if hasattr(ds, "file_meta") else None
     sex = _text(ds, "PatientSex")
     common = {
@@ -310,11 +328,15 @@ def _read(ds: Dataset, source: str, *, default_spacing_mm: float | None, voi: st
     out: list[Radiograph] = []
     syntax_name = UID(tsyntax).name if tsyntax else "implicit VR little endian (no file meta)"
     decoded_note = f"decoded {syntax_name} with {decoded.decoder}"
-    spacing_note = f"spacing {spacing[0]:.4g}x{spacing[1]:.4g} mm from {spacing_source.value}"
+    if decoded.levels_discarded:
+        level = decoded.levels_discarded
+        decoded_note += (f" at 1/{1 << level} resolution ({level} JPEG 2000 level(s) discarded; "
+                         f"{stored.shape[1]}x{stored.shape[2]} of {geometry.rows}x{geometry.columns})")
+    spacing_note = f"spacing {file_spacing[0]:.4g}x{file_spacing[1]:.4g} mm from {spacing_source.value}"
     for index in range(stored.shape[0]):
         image, applied = to_display(stored[index], ds, source, geometry, voi=voi)
         out.append(Radiograph(image=image, frame_index=index, applied=(decoded_note, *applied, spacing_note),
-                              **common))
+                              levels_discarded=decoded.levels_discarded, full_shape=full_shape, **common))
     if spacing_source is SpacingSource.ASSUMED:
         logger.info("%s: no valid pixel spacing; assuming %.3g mm", source, spacing[0])
     return out

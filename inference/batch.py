@@ -73,11 +73,13 @@ class _InstanceDataset(Dataset):
     """Reads and resamples one DICOM file per item (runs in DataLoader workers)."""
 
     def __init__(self, items: list[tuple[Instance, str]], predictor_card_spacing: float,
-                 percentiles: tuple[float, float] | None, default_spacing_mm: float | None) -> None:
+                 percentiles: tuple[float, float] | None, default_spacing_mm: float | None,
+                 decode_spacing_mm: float | None = None) -> None:
         self.items = items
         self.spacing = predictor_card_spacing
         self.percentiles = percentiles
         self.default_spacing_mm = default_spacing_mm
+        self.decode_spacing_mm = decode_spacing_mm
 
     def __len__(self) -> int:
         return len(self.items)
@@ -87,7 +89,8 @@ class _InstanceDataset(Dataset):
 
         instance, study_uid = self.items[index]
         try:
-            frames = read_radiographs(instance.path, default_spacing_mm=self.default_spacing_mm)
+            frames = read_radiographs(instance.path, default_spacing_mm=self.default_spacing_mm,
+                                      coarsest_spacing_mm=self.decode_spacing_mm)
             grids = [to_model_grid(r, self.spacing, percentiles=self.percentiles) for r in frames]
             return _Item(index, instance, study_uid, frames, grids, None)
         except CalcdxError as exc:
@@ -223,7 +226,8 @@ def _run_batch(paths: Sequence[str | Path], out_dir: str | Path, predictor: Pred
     report.n_studies_skipped = len(studies) - len(todo)
     items = [(inst, s.study_uid) for s in todo for inst in s.instances]
     dataset = _InstanceDataset(items, predictor.card.input_spacing_mm,
-                               preprocessing_percentiles(predictor.card.preprocessing), default_spacing_mm)
+                               preprocessing_percentiles(predictor.card.preprocessing), default_spacing_mm,
+                               predictor.decode_spacing_mm)
     loader = DataLoader(dataset, batch_size=1, shuffle=False, num_workers=max(0, workers),
                         collate_fn=_identity, prefetch_factor=2 if workers > 0 else None,
                         persistent_workers=False)

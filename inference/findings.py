@@ -192,13 +192,27 @@ def extract_findings(radiograph: Radiograph, card: ModelCard, image_probabilitie
             if op is OperatingPoint.BELOW:  # decided before measuring: measuring is the costly part
                 continue
             m = measure(radiograph.image, box, radiograph.pixel_spacing_mm)
+            bbox_px, centroid_px = _on_source_grid(radiograph, m.bbox_px, m.centroid_px)
             findings.append(Finding(
-                pattern=pattern, probability=round(probability, 4), operating_point=op, bbox_px=m.bbox_px,
-                centroid_px=m.centroid_px, long_axis_mm=round(m.long_mm, 2), short_axis_mm=round(m.short_mm, 2),
+                pattern=pattern, probability=round(probability, 4), operating_point=op, bbox_px=bbox_px,
+                centroid_px=centroid_px, long_axis_mm=round(m.long_mm, 2), short_axis_mm=round(m.short_mm, 2),
                 area_mm2=round(m.area_mm2, 2), relative_density=round(m.density, 4), margin=m.margin, count=m.count,
                 location_class=TYPICAL_LOCATION[pattern], site=_SITE_BY_BODY_PART.get((pattern, body or "")),
                 body_part=body, morphology=describe_morphology(pattern, m),
                 distribution="clustered" if m.count > 1 else "single",
-                pixel_spacing_mm=radiograph.pixel_spacing_mm,
+                pixel_spacing_mm=radiograph.source_pixel_spacing_mm,
             ))
     return findings
+
+
+def _on_source_grid(radiograph: Radiograph, bbox_px: tuple[int, int, int, int],
+                    centroid_px: tuple[float, float]) -> tuple[tuple[int, int, int, int], tuple[float, float]]:
+    """Box and centroid measured on ``radiograph.image`` in the file's pixel coordinates (what the SR and
+    the JSON report), which differ when JPEG 2000 levels were discarded at decoding."""
+    d = radiograph.decimation
+    if d == 1:
+        return bbox_px, centroid_px
+    rows, cols = radiograph.source_shape
+    r0, c0, r1, c1 = bbox_px
+    row, col = radiograph.to_source_px(*centroid_px)
+    return (r0 * d, c0 * d, min(r1 * d, rows), min(c1 * d, cols)), (round(row, 2), round(col, 2))

@@ -27,8 +27,9 @@ def render_overlay(radiograph: Radiograph, findings: list[Finding], banner: str 
         img = img.resize((max(1, round(img.width * scale)), max(1, round(img.height * scale))), Image.BILINEAR)
     draw = ImageDraw.Draw(img)
     font = ImageFont.load_default(size=max(12, img.width // 60))
+    to_picture = img.width / radiograph.source_shape[1]  # findings are in the file's pixel coordinates
     for k, f in enumerate(findings, start=1):
-        r0, c0, r1, c1 = (v * scale for v in f.bbox_px)
+        r0, c0, r1, c1 = (v * to_picture for v in f.bbox_px)
         pad = 4
         colour = COLOURS[f.operating_point]
         draw.rectangle([c0 - pad, r0 - pad, c1 + pad, r1 + pad], outline=colour, width=max(2, img.width // 400))

@@ -61,13 +61,18 @@ class Predictor:
         model_dir: the checkpoint folder; default the model shipped with calcdx.
         device: "cpu" or a CUDA device.
         threads: torch intra-op threads (None: torch's default).
+        full_resolution: decode every image at full resolution; by default a JPEG 2000 image is
+            decoded at the coarsest resolution level whose spacing stays at or below the model grid's
+            (``decode_spacing_mm``): up to 4 x faster, with sizes then measured at that spacing.
 
     Raises:
         ModelIntegrityError: missing files, bad card, or a weights hash that does not match.
     """
 
-    def __init__(self, model_dir: str | Path | None = None, device: str = "cpu", threads: int | None = None) -> None:
+    def __init__(self, model_dir: str | Path | None = None, device: str = "cpu", threads: int | None = None,
+                 *, full_resolution: bool = False) -> None:
         self.model_dir = Path(model_dir) if model_dir else shipped_model_dir()
+        self.full_resolution = full_resolution
         if threads:
             torch.set_num_threads(threads)
         loaded = load_checkpoint(self.model_dir, device=device)
@@ -81,6 +86,11 @@ class Predictor:
         """Model identity recorded in every result (name, version, weights hash)."""
         return {"name": self.card.name, "version": self.card.version, "weights_sha256": self.weights_sha256,
                 "architecture": self.card.architecture}
+
+    @property
+    def decode_spacing_mm(self) -> float | None:
+        """The coarsest spacing an image may be decoded at for this model (None: full resolution)."""
+        return None if self.full_resolution else float(self.card.input_spacing_mm)
 
     def to_grid(self, radiograph: Radiograph) -> np.ndarray:
         """The model-grid image (resampled to the card's mm per pixel, normalised)."""
@@ -100,9 +110,10 @@ class Predictor:
         probabilities = {name: float(out.probabilities[i]) for i, name in enumerate(self.card.classes)}
         base = {"source": radiograph.source, "sop_instance_uid": radiograph.sop_instance_uid,
                 "frame_index": radiograph.frame_index, "probabilities": probabilities,
-                "ood_distance": float(out.ood_distance), "pixel_spacing_mm": radiograph.pixel_spacing_mm,
-                "spacing_source": radiograph.spacing_source.value, "rows": radiograph.shape[0],
-                "columns": radiograph.shape[1]}
+                "ood_distance": float(out.ood_distance), "pixel_spacing_mm": radiograph.source_pixel_spacing_mm,
+                "spacing_source": radiograph.spacing_source.value, "rows": radiograph.source_shape[0],
+                "columns": radiograph.source_shape[1],
+                "extra": {"levels_discarded": radiograph.levels_discarded}}
         low, refuse = ood_thresholds(self.card.ood)
         if out.is_ood:
             return ImageResult(status="not_analyzed", findings=[],

@@ -203,7 +203,7 @@ def analyze_study(paths: Sequence[str | Path], predictor: Predictor, out_dir: st
     study_uid = ""
     for path in paths:
         try:
-            frames = read_radiographs(path)
+            frames = read_radiographs(path, coarsest_spacing_mm=predictor.decode_spacing_mm)
         except CalcdxError as exc:
             refused.append(exc.as_dict())
             continue

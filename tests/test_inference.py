@@ -369,3 +369,35 @@ def test_a_study_that_fails_after_decoding_is_listed_and_the_batch_goes_on(
                       progress=False)
     assert (rerun.n_studies, rerun.n_studies_skipped, rerun.n_failures) == (1, 2, 0)
     assert not list(csv.DictReader((out / "failures.csv").open()))
+
+
+def test_reduced_jpeg_2000_decoding_keeps_findings_on_the_files_pixel_grid() -> None:
+    """img000011 (0.2 mm, JPEG 2000): decoded at 1/2 resolution by default, at full with full_resolution;
+    the same definite patterns, boxes and centroids in the file's pixel coordinates, sizes in mm alike."""
+    from calcdx.datasets.reader import read_radiograph
+
+    path = EXAMPLES / "img000011.dcm"
+    fast, exact = Predictor(), Predictor(full_resolution=True)
+    assert fast.decode_spacing_mm == fast.card.input_spacing_mm and exact.decode_spacing_mm is None
+    coarse = read_radiograph(path, coarsest_spacing_mm=fast.decode_spacing_mm)
+    full = read_radiograph(path, coarsest_spacing_mm=exact.decode_spacing_mm)
+    assert (coarse.levels_discarded, full.levels_discarded) == (1, 0)
+    a, b = fast.analyze(coarse), exact.analyze(full)
+    assert (a.rows, a.columns, a.pixel_spacing_mm) == (b.rows, b.columns, b.pixel_spacing_mm) == (
+        *full.shape, full.pixel_spacing_mm)
+    assert a.to_dict()["levels_discarded"] == 1 and b.to_dict()["levels_discarded"] == 0
+
+    def definite(result: object) -> dict[str, Finding]:
+        found: dict[str, Finding] = {}
+        for f in result.findings:  # the strongest finding per pattern comes first
+            if f.operating_point.value == "definite":
+                found.setdefault(f.pattern.value, f)
+        return found
+
+    da, db = definite(a), definite(b)
+    assert set(da) == set(db) and da
+    for pattern, f in da.items():
+        g = db[pattern]
+        assert np.hypot(*np.subtract(f.centroid_mm, g.centroid_mm)) < 3.0, pattern
+        assert abs(f.long_axis_mm - g.long_axis_mm) < 0.25 * g.long_axis_mm + 1.0, pattern
+        assert f.bbox_px[2] <= full.shape[0] and f.bbox_px[3] <= full.shape[1]
