@@ -60,12 +60,13 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=100)
     parser.add_argument("--workers", type=int, default=None, help="decoding workers (default: calcdx predict's)")
     parser.add_argument("--uncompressed", action="store_true", help="decompress the copies first")
+    parser.add_argument("--fast-decode", action="store_true", help="as calcdx predict --fast-decode")
     args = parser.parse_args()
     tmp = Path(tempfile.mkdtemp())
     try:
         (tmp / "in").mkdir()
         paths = copies(args.n, tmp / "in", uncompressed=args.uncompressed)
-        predictor = Predictor()
+        predictor = Predictor(fast_decode=args.fast_decode)
         start = time.perf_counter()
         report = run_batch(
             paths, tmp / "out", predictor, workers=args.workers, write_sr=False, write_overlays=False, progress=False

@@ -372,12 +372,12 @@ def test_a_study_that_fails_after_decoding_is_listed_and_the_batch_goes_on(
 
 
 def test_reduced_jpeg_2000_decoding_keeps_findings_on_the_files_pixel_grid() -> None:
-    """img000011 (0.2 mm, JPEG 2000): decoded at 1/2 resolution by default, at full with full_resolution;
+    """img000011 (0.2 mm, JPEG 2000): decoded at 1/2 resolution with fast_decode, at full by default;
     the same definite patterns, boxes and centroids in the file's pixel coordinates, sizes in mm alike."""
     from calcdx.datasets.reader import read_radiograph
 
     path = EXAMPLES / "img000011.dcm"
-    fast, exact = Predictor(), Predictor(full_resolution=True)
+    fast, exact = Predictor(fast_decode=True), Predictor()
     assert fast.decode_spacing_mm == fast.card.input_spacing_mm and exact.decode_spacing_mm is None
     coarse = read_radiograph(path, coarsest_spacing_mm=fast.decode_spacing_mm)
     full = read_radiograph(path, coarsest_spacing_mm=exact.decode_spacing_mm)
