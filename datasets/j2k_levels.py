@@ -22,6 +22,8 @@ import cv2
 import numpy as np
 from PIL import Image
 
+from calcdx.datasets.codestream import j2k_size
+
 J2K_REDUCIBLE_SYNTAXES = frozenset({"1.2.840.10008.1.2.4.90", "1.2.840.10008.1.2.4.91"})
 """JPEG 2000 (lossless only) and JPEG 2000 (lossless or lossy): decoded by Pillow's OpenJPEG."""
 MAX_LEVELS = 5
@@ -42,21 +44,20 @@ class CodestreamHeader:
 
 def read_header(codestream: bytes) -> CodestreamHeader | None:
     """The SIZ / COD facts of a raw codestream (a JP2 box is searched too), else None."""
+    size = j2k_size(codestream)
     soc = codestream.find(b"\xff\x4f\xff\x51", 0, 4096)
-    if soc < 0 or len(codestream) < soc + 46:
+    if size is None or len(codestream) < soc + 46:
         return None
-    # SOC(2) SIZ(2) Lsiz(2) Rsiz(2) Xsiz Ysiz XOsiz YOsiz XTsiz YTsiz XTOsiz YTOsiz (4 each) Csiz(2) Ssiz(1)...
-    xsiz, ysiz, xosiz, yosiz = struct.unpack_from(">IIII", codestream, soc + 8)
+    # after SOC, SIZ, Lsiz, Rsiz (8 bytes): Xsiz Ysiz XOsiz YOsiz XTsiz YTsiz XTOsiz YTOsiz (4 each) Csiz(2) Ssiz(1)
+    xosiz, yosiz = struct.unpack_from(">II", codestream, soc + 16)
     (components,) = struct.unpack_from(">H", codestream, soc + 40)
     ssiz = codestream[soc + 42]
     cod = codestream.find(b"\xff\x52", soc + 4, soc + 4096)
     if cod < 0 or len(codestream) < cod + 10:
         return None
     # COD(2) Lcod(2) Scod(1) SGcod(4) SPcod: decomposition levels(1) ...
-    levels = codestream[cod + 9]
-    return CodestreamHeader(rows=ysiz - yosiz, columns=xsiz - xosiz, components=components,
-                            precision=(ssiz & 0x7F) + 1, signed=bool(ssiz & 0x80), offset=(yosiz, xosiz),
-                            decomposition_levels=levels)
+    return CodestreamHeader(rows=size[0], columns=size[1], components=components, precision=(ssiz & 0x7F) + 1,
+                            signed=bool(ssiz & 0x80), offset=(yosiz, xosiz), decomposition_levels=codestream[cod + 9])
 
 
 def levels_for_spacing(spacing_mm: tuple[float, float], coarsest_mm: float, *, limit: int = MAX_LEVELS) -> int:
