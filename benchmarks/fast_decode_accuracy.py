@@ -76,6 +76,7 @@ def main() -> None:
         runs[name] = images(work / name)
         print(f"{name:8s} {len(runs[name]) / (time.perf_counter() - start):.2f} images/s end to end")
     names = sorted(set(runs["default"]) & set(runs["fast"]) & set(labels))
+    definite = {name: {n: strongest_definite(found[n]) for n in names} for name, found in runs.items()}
     for name, found in runs.items():
         aucs = []
         true = false = 0
@@ -84,7 +85,7 @@ def main() -> None:
             score = [found[n]["probabilities"][pattern] for n in names]
             aucs.append(roc_auc_score(truth, score) if 0 < sum(truth) < len(truth) else float("nan"))
             for n in names:
-                if pattern in strongest_definite(found[n]):
+                if pattern in definite[name][n]:
                     true, false = (true + 1, false) if int(labels[n][pattern]) else (true, false + 1)
         positives = sum(int(labels[n][p]) for n in names for p in PATTERNS)
         print(f"{name:8s} macro AUROC {np.nanmean(aucs):.3f} ({', '.join(f'{a:.3f}' for a in aucs)}); definite: "
@@ -95,7 +96,7 @@ def main() -> None:
           f"99th percentile {np.percentile(diff, 99):.3f}, max {diff.max():.3f}")
     moved, resized = [], []
     for n in names:
-        a, b = strongest_definite(runs["fast"][n]), strongest_definite(runs["default"][n])
+        a, b = definite["fast"][n], definite["default"][n]
         for pattern in set(a) & set(b):
             moved.append(float(np.hypot(*np.subtract(a[pattern]["centroid_mm"], b[pattern]["centroid_mm"]))))
             resized.append(abs(a[pattern]["long_axis_mm"] - b[pattern]["long_axis_mm"]))

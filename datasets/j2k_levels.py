@@ -41,6 +41,11 @@ class CodestreamHeader:
     offset: tuple[int, int]
     decomposition_levels: int
 
+    @property
+    def handled(self) -> bool:
+        """One unsigned component of at most 16 bits and no image offset: what ``pillow_decode`` reads."""
+        return self.components == 1 and not self.signed and self.precision <= 16 and self.offset == (0, 0)
+
 
 def read_header(codestream: bytes) -> CodestreamHeader | None:
     """The SIZ / COD facts of a raw codestream (a JP2 box is searched too), else None."""
@@ -89,7 +94,7 @@ def pillow_decode(codestream: bytes, levels: int) -> np.ndarray:
     header = read_header(codestream)
     if header is None:
         raise ValueError("no JPEG 2000 SIZ/COD header")
-    if header.components != 1 or header.signed or header.precision > 16 or header.offset != (0, 0):
+    if not header.handled:
         raise ValueError(f"not handled: {header}")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # the reader's own limits apply
@@ -132,8 +137,7 @@ def decode_reduced(codestream: bytes, rows: int, columns: int, levels: int) -> t
     the expected size, or the codestream is of a kind ``pillow_decode`` does not handle.
     """
     header = read_header(codestream)
-    if (header is None or (header.rows, header.columns) != (rows, columns) or header.components != 1
-            or header.signed or header.precision > 16 or header.offset != (0, 0)):
+    if header is None or (header.rows, header.columns) != (rows, columns) or not header.handled:
         return None
     for level in range(min(levels, header.decomposition_levels), 0, -1):
         try:
