@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import shutil
 import tempfile
 import time
 from pathlib import Path
@@ -70,6 +71,7 @@ def main() -> None:
         labels = {Path(r["path"]).name: r for r in csv.DictReader(fh)}
     runs = {}
     for name, fast in (("default", False), ("fast", True)):
+        shutil.rmtree(work / name, ignore_errors=True)  # a kept folder would resume, not measure
         start = time.perf_counter()
         run_batch([data], work / name, Predictor(fast_decode=fast), write_sr=False, write_overlays=False,
                   progress=False)
