@@ -16,6 +16,7 @@ from pathlib import Path
 import highdicom as hd
 import pydicom
 import pytest
+from pydicom.errors import InvalidDicomError
 
 from calcdx.inference.pacs.orthanc import wait_port
 from calcdx.inference.sr import NOT_ANALYSED
@@ -102,14 +103,22 @@ class Site:
         return Counter(str(pydicom.dcmread(p, stop_before_pixels=True).SourceImageSequence[0].ReferencedSOPInstanceUID)
                        for p in self.received.glob("SC*"))
 
+    def evidence_so_far(self) -> Counter[str]:
+        """``evidence`` while SRs are still arriving: storescp writes a file under its final name, so a
+        poll can meet one half written; that poll counts nothing and the next one reads it whole."""
+        try:
+            return self.evidence()
+        except (InvalidDicomError, EOFError, ValueError):
+            return Counter()
+
     def wait_for_evidence(self, expected: set[str], timeout: float = 600) -> None:
         deadline = time.time() + timeout
         while time.time() < deadline:
-            if set(self.evidence()) >= expected and self.analysed_images() >= len(expected):
+            if set(self.evidence_so_far()) >= expected and self.analysed_images() >= len(expected):
                 time.sleep(4)  # anything more that would come (a duplicate) comes now
                 return
             time.sleep(2)
-        missing = expected - set(self.evidence())
+        missing = expected - set(self.evidence_so_far())
         raise TimeoutError(f"{len(missing)} of {len(expected)} instances have no SR")
 
 
