@@ -61,6 +61,8 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=None, help="decoding workers (default: calcdx predict's)")
     parser.add_argument("--uncompressed", action="store_true", help="decompress the copies first")
     parser.add_argument("--fast-decode", action="store_true", help="as calcdx predict --fast-decode")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="model threads (default: calcdx predict's, the cores the workers leave)")
     args = parser.parse_args()
     tmp = Path(tempfile.mkdtemp())
     try:
@@ -69,15 +71,19 @@ def main() -> None:
         predictor = Predictor(fast_decode=args.fast_decode)
         start = time.perf_counter()
         report = run_batch(
-            paths, tmp / "out", predictor, workers=args.workers, write_sr=False, write_overlays=False, progress=False
+            paths, tmp / "out", predictor, workers=args.workers, write_sr=False, write_overlays=False, progress=False,
+            threads=args.threads,
         )
         e2e = report.n_images / (time.perf_counter() - start)
         grids = [predictor.to_grid(read_radiograph(p)) for p in paths[: min(20, len(paths))]]
-        start = time.perf_counter()
+        passes = []
         with torch.inference_mode():
-            for g in grids:
-                predictor.model(torch.from_numpy(g)[None, None])
-        forward = len(grids) / (time.perf_counter() - start)
+            for _ in range(4):  # the first pass warms up; the median of the other three is reported
+                start = time.perf_counter()
+                for g in grids:
+                    predictor.model(torch.from_numpy(g)[None, None])
+                passes.append(len(grids) / (time.perf_counter() - start))
+        forward = float(np.median(passes[1:]))
         shape = np.mean([g.shape for g in grids], axis=0)
         syntax = "uncompressed" if args.uncompressed else "JPEG 2000 lossless"
         print(

@@ -308,10 +308,10 @@ def to_display(frame: np.ndarray, ds: Dataset, source: str, geometry: PixelGeome
         applied.append("Modality LUT (LUT sequence)")
     elif "RescaleSlope" in ds and "RescaleIntercept" in ds:
         applied.append(f"Modality LUT (rescale slope {ds.RescaleSlope}, intercept {ds.RescaleIntercept})")
-    values = apply_modality_lut(raw, ds)
+    values, owned = _modality_values(raw, ds)
     index = voi_index(ds, voi, source)
     if index is not None:
-        values = _apply_voi(values, ds, index, source, applied)
+        values = _apply_voi(values, ds, index, source, applied, in_place=owned)
     image = np.asarray(values, dtype=np.float32)  # one float32 copy; every later step works in place
     if np.may_share_memory(image, frame):
         image = image.copy()
@@ -337,7 +337,35 @@ def to_display(frame: np.ndarray, ds: Dataset, source: str, geometry: PixelGeome
     return image, tuple(applied)
 
 
-def _apply_voi(values: np.ndarray, ds: Dataset, index: int, source: str, applied: list[str]) -> np.ndarray:
+def _modality_values(raw: np.ndarray, ds: Dataset) -> tuple[np.ndarray, bool]:
+    """The Modality LUT's output, and whether it is a new array of ours (safe to change in place).
+
+    A linear rescale of values of at most 16 bits is done in float32 (exact for them; the result is
+    scaled by min/max next): pydicom's ``apply_modality_lut`` goes through float64, which costs a
+    9 MB temporary per 1.2 MP image.  Everything else is pydicom's, and so is every file with a VOI
+    LUT sequence.
+    """
+    # a VOI LUT sequence indexes its table with the modality values: pydicom keeps them integers
+    if ("ModalityLUTSequence" not in ds and "VOILUTSequence" not in ds and raw.dtype.kind in "iu"
+            and raw.dtype.itemsize <= 2):
+        try:
+            slope, intercept = float(ds.RescaleSlope), float(ds.RescaleIntercept)
+        except (AttributeError, TypeError, ValueError):
+            slope, intercept = float("nan"), float("nan")
+        if "RescaleSlope" not in ds and "RescaleIntercept" not in ds:
+            slope, intercept = 1.0, 0.0
+        if np.isfinite(slope) and np.isfinite(intercept):
+            out = raw.astype(np.float32)
+            if slope != 1.0:
+                out *= np.float32(slope)
+            if intercept != 0.0:
+                out += np.float32(intercept)
+            return out, True
+    return apply_modality_lut(raw, ds), False
+
+
+def _apply_voi(values: np.ndarray, ds: Dataset, index: int, source: str, applied: list[str], *,
+               in_place: bool = False) -> np.ndarray:
     n_luts, _ = _voi_counts(ds)
     try:
         if index < n_luts:
@@ -345,8 +373,9 @@ def _apply_voi(values: np.ndarray, ds: Dataset, index: int, source: str, applied
             step = f"VOI LUT sequence item {index}"
         else:
             window = index - n_luts
-            out = apply_windowing(values, ds, index=window)
             function = str(ds.get("VOILUTFunction", "LINEAR") or "LINEAR").upper()
+            fast = _linear_window(values, ds, window, in_place=in_place) if function == "LINEAR" else None
+            out = fast if fast is not None else apply_windowing(values, ds, index=window)
             step = (f"VOI window {window} ({function}, centre {_item(ds, 'WindowCenter', window)}, "
                     f"width {_item(ds, 'WindowWidth', window)})")
     except Exception as exc:  # e.g. window width < 1, an unknown VOI LUT Function
@@ -355,6 +384,30 @@ def _apply_voi(values: np.ndarray, ds: Dataset, index: int, source: str, applied
         return values
     applied.append(step)
     return np.asarray(out)
+
+
+def _linear_window(values: np.ndarray, ds: Dataset, window: int, *, in_place: bool = False) -> np.ndarray | None:
+    """PS3.3 C.11.2.1.2.1 LINEAR windowing in float32 (in place when ``in_place``): 0 below the window, 1
+    above, linear between; None where pydicom's ``apply_windowing`` should decide (width < 2, values
+    that are not numbers).
+
+    pydicom's result is ``y_min + (y_max - y_min) * this`` computed in float64 with boolean masks,
+    and ``to_display`` scales by min/max afterwards, so both give the same image (a test); this
+    one costs a third of the time (14 ms of 27 ms per 1.2 MP file went to windowing).
+    """
+    try:
+        center = float(_item(ds, "WindowCenter", window))  # type: ignore[arg-type]
+        width = float(_item(ds, "WindowWidth", window))  # type: ignore[arg-type]
+    except (KeyError, IndexError, TypeError, ValueError):
+        return None
+    if not (np.isfinite(center) and np.isfinite(width)) or width < 2 or values.dtype.kind not in "iuf":
+        return None
+    out = values if in_place and values.dtype == np.float32 else values.astype(np.float32)
+    out -= np.float32(center - 0.5)
+    out *= np.float32(1.0 / (width - 1.0))
+    out += np.float32(0.5)
+    np.clip(out, 0.0, 1.0, out=out)
+    return out
 
 
 def _item(ds: Dataset, keyword: str, index: int) -> object:

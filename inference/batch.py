@@ -20,10 +20,11 @@ import os
 import time
 from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
@@ -68,6 +69,27 @@ class _Item:
     grids: list[Any] | None
     error: dict[str, Any] | None
 
+    def as_tensors(self) -> _Item:
+        """Images and grids as torch tensors (no copy).  A worker returns the item like this: the
+        DataLoader then hands the pixels over in shared memory instead of pickling them through a
+        pipe (7 MB per 1.2 MP image, 21 ms to pickle).  :meth:`as_arrays` undoes it."""
+        return _Item(self.index, self.instance, self.study_uid,
+                     [replace(r, image=_tensor(r.image)) for r in self.radiographs or []] or None,
+                     [_tensor(g) for g in self.grids or []] or None, self.error)
+
+    def as_arrays(self) -> _Item:
+        """The item with numpy arrays again (views of the shared memory, no copy)."""
+        def array(value: Any) -> Any:
+            return value.numpy() if isinstance(value, torch.Tensor) else value
+
+        return _Item(self.index, self.instance, self.study_uid,
+                     [replace(r, image=array(r.image)) for r in self.radiographs or []] or None,
+                     [array(g) for g in self.grids or []] or None, self.error)
+
+
+def _tensor(array: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(np.ascontiguousarray(array))
+
 
 class _InstanceDataset(Dataset):
     """Reads and resamples one DICOM file per item (runs in DataLoader workers)."""
@@ -92,7 +114,7 @@ class _InstanceDataset(Dataset):
             frames = read_radiographs(instance.path, default_spacing_mm=self.default_spacing_mm,
                                       coarsest_spacing_mm=self.decode_spacing_mm)
             grids = [to_model_grid(r, self.spacing, percentiles=self.percentiles) for r in frames]
-            return _Item(index, instance, study_uid, frames, grids, None)
+            return _Item(index, instance, study_uid, frames, grids, None).as_tensors()
         except CalcdxError as exc:
             return _Item(index, instance, study_uid, None, None, exc.as_dict())
         except Exception as exc:  # a worker must never die on one file
@@ -185,7 +207,10 @@ def run_batch(paths: Sequence[str | Path], out_dir: str | Path, predictor: Predi
     """Analyse every study under ``paths`` into ``out_dir``; see the module docstring.
 
     ``threads``: torch threads for the model while the batch runs; by default the cores left
-    over by the ``workers`` decoding processes (oversubscribing the cores costs ~25 % here).
+    over by the ``workers`` decoding processes.  Measured on 2 cores (docs/inference.md), a second
+    model thread beside two workers costs 25 % on JPEG 2000 and 15-25 % on uncompressed files,
+    where the workers are mostly idle: MobileNetV3-Small on one channel gains little from a second
+    thread (26 ms per image alone with one, 20–26 ms with two) and loses more to the other stages.
     """
     workers = default_workers() if workers is None else workers
     previous_threads = torch.get_num_threads()
@@ -266,7 +291,7 @@ def _run_batch(paths: Sequence[str | Path], out_dir: str | Path, predictor: Pred
 
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="calcdx-study") as post, torch.inference_mode():
         for batch in loader:
-            for item in batch:
+            for item in (received.as_arrays() for received in batch):
                 pending.setdefault(item.study_uid, []).append(item)
                 if bar:
                     bar.update(1)

@@ -113,11 +113,9 @@ def finalize_study(study_uid: str, images: list[ImageResult], radiographs: dict[
                    context: Any = None, write_sr: bool = True, write_overlays: bool = True) -> StudyResult:
     """Attach differentials, write the study JSON (last, atomically), SR and overlays.
 
-    The JSON is written last: its presence marks the study as done for resumption.
+    The JSON is written last: its presence marks the study as done for resumption.  The SR and
+    overlay modules (highdicom, Pillow) are imported only when those files are written.
     """
-    from calcdx.inference import overlay as ov
-    from calcdx.inference import sr as srmod
-
     key = safe_name(study_uid)
     out_dir.mkdir(parents=True, exist_ok=True)
     per_image, texts, study_diff, summary = _differentials(images, radiographs, context)
@@ -136,7 +134,7 @@ def finalize_study(study_uid: str, images: list[ImageResult], radiographs: dict[
         result["images"].append(record)
     written = StudyResult(study_uid=study_uid, result=result, json_path=out_dir / f"{key}.json")
     headers = {}
-    for image in images:
+    for image in images if write_sr or write_overlays else []:
         # declined (out-of-distribution) images are in the SR too, marked "not analysed" with the reason
         if image.sop_instance_uid in sources and image.sop_instance_uid not in headers:
             try:
@@ -144,6 +142,8 @@ def finalize_study(study_uid: str, images: list[ImageResult], radiographs: dict[
             except CalcdxError as exc:
                 logger.warning("%s: header re-read failed (%s)", sources[image.sop_instance_uid], exc)
     if write_overlays:
+        from calcdx.inference import overlay as ov
+
         series_uid = None
         for n, image in enumerate(images, start=1):
             r = radiographs.get(image.sop_instance_uid)
@@ -165,6 +165,8 @@ def finalize_study(study_uid: str, images: list[ImageResult], radiographs: dict[
                 sc_path.with_suffix(".tmp").replace(sc_path)
                 written.overlay_scs.append(sc_path)
     if write_sr and headers:
+        from calcdx.inference import sr as srmod
+
         findings_by_sop = {uid: [f for im in images if im.sop_instance_uid == uid for f in im.findings]
                            for uid in headers}
         # deterministic UIDs: re-analysing the same study with the same model re-creates the same SR

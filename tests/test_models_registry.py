@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -98,3 +100,19 @@ def test_running_sum_box_mean_equals_average_pooling() -> None:
     for dim, kernel, pad in ((3, (1, 41), (20, 20, 0, 0)), (2, (41, 1), (0, 0, 20, 20))):
         pooled = F.avg_pool2d(F.pad(x, pad, mode="replicate"), kernel, stride=1)
         assert torch.allclose(_box_mean(x, 41, dim=dim), pooled, atol=1e-7, rtol=1e-5)
+
+
+def test_local_contrast_through_opencv_equals_the_torch_filters() -> None:
+    from calcdx.datasets.reader import read_radiograph
+    from calcdx.datasets.transforms import to_model_grid
+    from calcdx.models.net import LocalContrast
+
+    example = sorted((Path(__file__).parents[1] / "examples").glob("*.dcm"))[0]
+    grid = to_model_grid(read_radiograph(example), 0.4)
+    x = torch.stack([torch.from_numpy(grid[:320, :288]), torch.rand(320, 288) ** 3])[:, None].contiguous()
+    front = LocalContrast(sigma_px=8.0)
+    fast = front(x)  # CPU, float32, no gradient: OpenCV
+    exact = front(x.clone().requires_grad_(True)).detach()  # the torch filters
+    assert fast.shape == exact.shape == (2, 2, 320, 288)
+    assert torch.equal(fast[:, :1], x)
+    assert torch.allclose(fast, exact, atol=1e-5)
