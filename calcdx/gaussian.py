@@ -64,3 +64,21 @@ def _separable(image: np.ndarray, sigmas: tuple[float, float], border_flag: int,
 
     ky, kx = (int(2 * round(truncate * s) + 1) for s in sigmas)
     return cv2.GaussianBlur(image, (kx, ky), sigmaX=sigmas[1], sigmaY=sigmas[0], borderType=border_flag)
+
+
+def gaussian_gradient_magnitude(image: np.ndarray, sigma_px: float, truncate: float = 4.0) -> np.ndarray:
+    """``scipy.ndimage.gaussian_gradient_magnitude(image, sigma_px)`` (its default mirror border and
+    truncation) through OpenCV's separable filter: the same kernels, float32 out, within 1e-5 of
+    scipy (a test) at about a third of its time on the small patches a finding is measured on."""
+    import cv2
+
+    image = np.ascontiguousarray(image, dtype=np.float32)
+    radius = int(truncate * sigma_px + 0.5)
+    x = np.arange(-radius, radius + 1, dtype=np.float64)
+    smooth = np.exp(-0.5 * (x / sigma_px) ** 2)
+    smooth /= smooth.sum()
+    derivative = -x / sigma_px**2 * smooth
+    smooth32, derivative32 = smooth.astype(np.float32), derivative.astype(np.float32)
+    along_rows = cv2.sepFilter2D(image, -1, smooth32, derivative32, borderType=cv2.BORDER_REFLECT)
+    along_cols = cv2.sepFilter2D(image, -1, derivative32, smooth32, borderType=cv2.BORDER_REFLECT)
+    return np.sqrt(along_rows * along_rows + along_cols * along_cols)

@@ -19,7 +19,7 @@ from scipy import ndimage
 
 from calcdx.datasets.radiograph import Radiograph
 from calcdx.findings import Finding, Margin, Morphology, OperatingPoint
-from calcdx.gaussian import gaussian_blur
+from calcdx.gaussian import gaussian_blur, gaussian_gradient_magnitude
 from calcdx.models.card import ModelCard
 from calcdx.morphology import binary_dilation, binary_erosion, binary_opening
 from calcdx.taxonomy import LocationClass, Pattern
@@ -91,7 +91,7 @@ def measure(image: np.ndarray, box: tuple[int, int, int, int], spacing: tuple[fl
     if deposit.sum() < 2:
         deposit = inner
     labels, n = ndimage.label(deposit)
-    sizes = ndimage.sum(deposit, labels, range(1, n + 1)) if n else np.array([])
+    sizes = np.bincount(labels.ravel(), minlength=n + 1)[1:]  # pixels per deposit
     count = int((sizes >= max(3, 0.05 * sizes.max())).sum()) if n else 1
     rows, cols = np.nonzero(deposit)
     pts = np.stack([rows * spacing[0], cols * spacing[1]], 1).astype(np.float64)
@@ -105,7 +105,7 @@ def measure(image: np.ndarray, box: tuple[int, int, int, int], spacing: tuple[fl
         long_mm = short_mm = float(min(spacing))
     ring = binary_dilation(deposit, iterations=3) & ~deposit
     density = float(patch[deposit].mean() - (patch[ring].mean() if ring.any() else patch.mean()))
-    grad = ndimage.gaussian_gradient_magnitude(patch, 1.0)
+    grad = gaussian_gradient_magnitude(patch, 1.0)
     edge = binary_dilation(deposit) & ~binary_erosion(deposit)
     sharpness = float(grad[edge].mean() / max(abs(density), 1e-3)) if edge.any() else 0.0
     margin = Margin.WELL_DEFINED if sharpness > 0.35 else Margin.ILL_DEFINED

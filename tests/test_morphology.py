@@ -1,4 +1,4 @@
-"""OpenCV morphology equals scipy.ndimage's binary morphology with its defaults."""
+"""Binary morphology and the gradient magnitude through OpenCV equal scipy.ndimage's defaults."""
 
 from __future__ import annotations
 
@@ -33,3 +33,14 @@ def test_opening_equals_scipy_and_keeps_the_input() -> None:
         assert opened.dtype == bool and opened.shape == mask.shape
         assert np.array_equal(opened, ndimage.binary_opening(mask))
         assert np.array_equal(mask, before)
+
+
+@pytest.mark.parametrize("shape", [(9, 9), (3, 50), (61, 47), (200, 310)])
+def test_gaussian_gradient_magnitude_equals_scipy(shape: tuple[int, int]) -> None:
+    from calcdx.gaussian import gaussian_gradient_magnitude
+
+    rng = np.random.default_rng(shape[0])
+    patch = (rng.random(shape) ** 3).astype(np.float32)  # skewed, like a deposit on a background
+    for sigma in (1.0, 2.5):
+        expected = ndimage.gaussian_gradient_magnitude(patch, sigma)
+        np.testing.assert_allclose(gaussian_gradient_magnitude(patch, sigma), expected, atol=1e-5)

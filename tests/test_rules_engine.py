@@ -211,3 +211,32 @@ def test_counterfactual_reranking_equals_a_full_ranking() -> None:
                 assert _rerank(alt, feature, ranking, kb) == _rank(alt, kb), (pattern, feature, value)
                 checked += 1
     assert checked > 50
+
+
+def test_remembered_rankings_equal_fresh_ones_for_varied_findings() -> None:
+    """``explain`` remembers rankings by signature; every answer equals a fresh evaluation."""
+    import random
+
+    from calcdx.findings import Margin
+    from calcdx.rules.engine import Facts, _missing, _rank, _subtype
+
+    kb = load_knowledge_base()
+    kb.explanations.clear()
+    rng = random.Random(3)
+    contexts = [ClinicalContext(), ClinicalContext(renal_failure=True, serum_phosphate="raised"),
+                ClinicalContext(systemic_sclerosis=True), ClinicalContext(trauma_or_surgery=False)]
+    for _ in range(300):
+        finding = Finding(pattern=rng.choice(list(Pattern)), probability=0.9,
+                          location_class=rng.choice(list(LocationClass)), long_axis_mm=rng.uniform(0.5, 120),
+                          count=rng.choice([1, 1, 2, 5, 30]), margin=rng.choice(list(Margin)),
+                          morphology=tuple(rng.sample(list(Morphology), rng.randint(0, 2))),
+                          body_part=rng.choice(["shoulder", "knee", "hip_pelvis", "hand_wrist", "thigh_leg", None]))
+        context, age, sex = rng.choice(contexts), rng.choice([None, 25.0, 70.0]), rng.choice([None, "F", "M"])
+        diff = explain([finding], context, patient_age_years=age, patient_sex=sex)
+        facts = Facts.from_finding(finding, context, age, sex)
+        ranking = _rank(facts, kb)
+        missing, most = _missing(facts, ranking, kb)
+        assert [e.to_dict() for e in diff.entries] == [e.to_dict() for e in ranking]
+        assert (diff.missing_facts, diff.most_informative) == (missing, most)
+        assert diff.calcinosis_cutis_subtype == _subtype(facts, ranking)
+    assert 0 < len(kb.explanations) < 300  # findings that differ only in measured values share one

@@ -326,10 +326,44 @@ def explain(
     kb = knowledge_base or load_knowledge_base()
     context = context or ClinicalContext()
     facts = Facts.from_finding(findings[0], context, patient_age_years, patient_sex)
-    ranking = _rank(facts, kb)
-    missing, most = _missing(facts, ranking, kb)
+    ranking, missing, most, subtype = _ranked(facts, kb)
     inputs = {"finding": {k: v for k, v in asdict(facts).items() if k != "context"}, "context": context.known()}
-    return Differential(ranking, kb.version, inputs, missing, most, _subtype(facts, ranking))
+    return Differential(ranking, kb.version, inputs, missing, most, subtype)
+
+
+EXPLANATIONS_KEPT = 4096
+"""Rankings a knowledge base remembers (``_ranked``); the memory is emptied when full."""
+
+
+def _signature(facts: Facts, kb: KnowledgeBase) -> tuple[Any, ...]:
+    """What a ranking depends on: the pattern, the location and the outcome (True / False / unknown)
+    of every criterion of the entities that explain the pattern.  Two findings with the same
+    signature get the same ranking, evidence, missing facts and subtype, however their measured
+    values differ (a criterion sees a size only through its threshold)."""
+    return (facts.pattern, facts.location,
+            tuple(evaluate(c.condition, facts) for e in kb.entities if facts.pattern in e.patterns
+                  for c in e.criteria))
+
+
+def _ranked(facts: Facts, kb: KnowledgeBase
+            ) -> tuple[list[DifferentialEntry], list[dict[str, Any]], dict[str, Any] | None, dict[str, Any] | None]:
+    """Ranking, missing facts (with the most informative) and subtype for ``facts``, remembered per
+    signature: the missing-fact search re-ranks for every value of every unknown fact and was most
+    of the rule layer's time per finding in a batch."""
+    memory = kb.explanations
+    key = _signature(facts, kb)
+    found = memory.get(key)
+    if found is None:
+        ranking = _rank(facts, kb)
+        missing, most = _missing(facts, ranking, kb)
+        found = (ranking, missing, most, _subtype(facts, ranking))
+        if len(memory) >= EXPLANATIONS_KEPT:
+            memory.clear()
+        memory[key] = found
+    ranking, missing, most, subtype = found
+    # new containers: a caller that edits its Differential does not edit the remembered one
+    return (list(ranking), [dict(m) for m in missing], dict(most) if most else None,
+            dict(subtype) if subtype else None)
 
 
 def explain_study(

@@ -127,6 +127,11 @@ class KnowledgeBase:
     def entity(self, entity_id: str) -> Entity:
         return self.by_id[entity_id]
 
+    @cached_property
+    def explanations(self) -> dict[tuple[Any, ...], Any]:
+        """The engine's memory of rankings by signature (``calcdx.rules.engine._ranked``)."""
+        return {}
+
 
 def parse_condition(text: str, *, where: str) -> Condition:
     """Parse one ``when`` string (grammar in knowledge_base.yaml)."""
