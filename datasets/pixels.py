@@ -348,12 +348,12 @@ def _modality_values(raw: np.ndarray, ds: Dataset) -> tuple[np.ndarray, bool]:
     # a VOI LUT sequence indexes its table with the modality values: pydicom keeps them integers
     if ("ModalityLUTSequence" not in ds and "VOILUTSequence" not in ds and raw.dtype.kind in "iu"
             and raw.dtype.itemsize <= 2):
-        try:
-            slope, intercept = float(ds.RescaleSlope), float(ds.RescaleIntercept)
-        except (AttributeError, TypeError, ValueError):
-            slope, intercept = float("nan"), float("nan")
-        if "RescaleSlope" not in ds and "RescaleIntercept" not in ds:
-            slope, intercept = 1.0, 0.0
+        slope, intercept = 1.0, 0.0
+        if "RescaleSlope" in ds or "RescaleIntercept" in ds:  # pydicom rescales only when both are given
+            try:
+                slope, intercept = float(ds.RescaleSlope), float(ds.RescaleIntercept)
+            except (AttributeError, TypeError, ValueError):
+                slope = intercept = float("nan")
         if np.isfinite(slope) and np.isfinite(intercept):
             out = raw.astype(np.float32)
             if slope != 1.0:
@@ -392,8 +392,8 @@ def _linear_window(values: np.ndarray, ds: Dataset, window: int, *, in_place: bo
     that are not numbers).
 
     pydicom's result is ``y_min + (y_max - y_min) * this`` computed in float64 with boolean masks,
-    and ``to_display`` scales by min/max afterwards, so both give the same image (a test); this
-    one costs a third of the time (14 ms of 27 ms per 1.2 MP file went to windowing).
+    and ``to_display`` scales by min/max afterwards, so both give the same image (a test).  pydicom's
+    windowing took 14 of the 27 ms of reading a 1.2 MP file (cProfile).
     """
     try:
         center = float(_item(ds, "WindowCenter", window))  # type: ignore[arg-type]

@@ -96,7 +96,7 @@ class LocalContrast(nn.Module):
     def _high_pass_opencv(self, x: Tensor) -> Tensor:
         """The same channel through OpenCV, image by image: on the CPU its separable Gaussian and box
         filter cost a quarter of the single-channel convolutions and running sums above (3 against
-        12 ms on a 672 x 528 grid, one thread; equal within 1e-6, a test).  The front end has no
+        12 ms on a 672 x 528 grid, one thread; 5e-7 apart, within the test's 1e-5).  The front end has no
         parameters and its input needs no gradient, so training and inference both take this path."""
         import cv2
         import numpy as np
