@@ -79,6 +79,7 @@ def gaussian_gradient_magnitude(image: np.ndarray, sigma_px: float, truncate: fl
     smooth /= smooth.sum()
     derivative = -x / sigma_px**2 * smooth
     smooth32, derivative32 = smooth.astype(np.float32), derivative.astype(np.float32)
-    along_rows = cv2.sepFilter2D(image, -1, smooth32, derivative32, borderType=cv2.BORDER_REFLECT)
-    along_cols = cv2.sepFilter2D(image, -1, derivative32, smooth32, borderType=cv2.BORDER_REFLECT)
+    mirror = _border_flag("reflect")  # scipy's default "reflect" is OpenCV's BORDER_REFLECT
+    along_rows = cv2.sepFilter2D(image, -1, smooth32, derivative32, borderType=mirror)
+    along_cols = cv2.sepFilter2D(image, -1, derivative32, smooth32, borderType=mirror)
     return np.sqrt(along_rows * along_rows + along_cols * along_cols)
