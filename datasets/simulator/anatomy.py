@@ -17,7 +17,16 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from calcdx.datasets.simulator.materials import Material
-from calcdx.datasets.simulator.shapes import Grid, capsule, ellipsoid, polyline_tube, smooth_curve, smooth_noise
+from calcdx.datasets.simulator.shapes import (
+    Grid,
+    capsule,
+    capsule_window,
+    ellipsoid,
+    ellipsoid_window,
+    polyline_tube,
+    smooth_curve,
+    smooth_noise,
+)
 from calcdx.taxonomy import Region
 
 Point = tuple[float, float]
@@ -50,48 +59,70 @@ class Phantom:
             self.landmarks["_texture"] = texture
         return texture  # type: ignore[return-value]
 
-    def add(self, material: Material, thickness: np.ndarray) -> None:
-        if material in self.maps:
-            self.maps[material] += thickness
-        else:
-            self.maps[material] = thickness.astype(np.float32)
+    def add(self, material: Material, thickness: np.ndarray, window: tuple[slice, slice] | None = None) -> None:
+        """Add path lengths of ``material``: a whole map, or the part of one inside ``window``."""
+        if window is None:
+            if material in self.maps:
+                self.maps[material] += thickness
+            else:
+                self.maps[material] = thickness.astype(np.float32)
+            return
+        if material not in self.maps:
+            self.maps[material] = self.grid.zeros()
+        self.maps[material][window] += thickness
 
 
 class BoneBuilder:
-    """Accumulates the outer and inner (marrow) solids of one bone as max-unions."""
+    """Accumulates the outer and inner (marrow) solids of one bone as max-unions.
+
+    It keeps the window its parts cover, so ``finish`` works on the bone's bounding box
+    rather than the whole radiograph (a phalanx is a few hundredths of it).
+    """
 
     def __init__(self, grid: Grid) -> None:
         self.grid = grid
         self.outer = grid.zeros()
         self.inner = grid.zeros()
+        self._rows = (grid.shape[0], 0)
+        self._cols = (grid.shape[1], 0)
+
+    def _cover(self, window: tuple[slice, slice]) -> None:
+        rows, cols = window
+        self._rows = (min(self._rows[0], rows.start), max(self._rows[1], rows.stop))
+        self._cols = (min(self._cols[0], cols.start), max(self._cols[1], cols.stop))
 
     def part(self, kind: str, *args: float, cortex: float, **kw: float) -> None:
         g = self.grid
         if kind == "capsule":
             y0, x0, y1, x1, r0, r1 = args
+            self._cover(capsule_window(g, (y0, x0), (y1, x1), r0, r1))
             capsule(g, (y0, x0), (y1, x1), r0, r1, out=self.outer, union=True, **kw)
             capsule(g, (y0, x0), (y1, x1), max(r0 - cortex, 0.5), max(r1 - cortex, 0.5), out=self.inner, union=True,
                     **kw)
         else:
             cy, cx, ry, rx, depth = args[:5]
             angle = args[5] if len(args) > 5 else 0.0
+            self._cover(ellipsoid_window(g, cy, cx, ry, rx))
             ellipsoid(g, cy, cx, ry, rx, depth, angle, out=self.outer, union=True)
             ellipsoid(g, cy, cx, max(ry - cortex, 0.5), max(rx - cortex, 0.5), max(depth - cortex, 0.5), angle,
                       out=self.inner, union=True)
 
     def finish(self, phantom: Phantom, rng: np.random.Generator, density: float) -> None:
-        inner = np.minimum(self.inner, self.outer)
-        cortical = (self.outer - inner) * (0.75 + 0.25 * density)
         texture = phantom.trabecular_texture(rng)
-        spongiosa = inner * density * np.clip(texture, 0.6, 1.4)
-        marrow_fat = inner * (1.0 - density) * 0.5
-        phantom.add(Material.CORTICAL_BONE, cortical)
-        phantom.add(Material.SPONGIOSA, spongiosa)
-        phantom.add(Material.FAT, marrow_fat)
         if phantom.bone_outer is None:
-            phantom.bone_outer = self.outer.copy()
-        else:
-            phantom.bone_outer += self.outer
+            phantom.bone_outer = self.grid.zeros()
+        if self._rows[0] >= self._rows[1] or self._cols[0] >= self._cols[1]:
+            return  # no part inside the frame
+        window = (slice(*self._rows), slice(*self._cols))
+        outer = self.outer[window]
+        inner = np.minimum(self.inner[window], outer)
+        cortical = (outer - inner) * np.float32(0.75 + 0.25 * density)
+        spongiosa = inner * np.float32(density) * np.clip(texture[window], np.float32(0.6), np.float32(1.4))
+        marrow_fat = inner * np.float32((1.0 - density) * 0.5)
+        phantom.add(Material.CORTICAL_BONE, cortical, window)
+        phantom.add(Material.SPONGIOSA, spongiosa, window)
+        phantom.add(Material.FAT, marrow_fat, window)
+        phantom.bone_outer[window] += outer
 
 
 def _soft_tissue(

@@ -80,6 +80,8 @@ class Case:
     dicom: dict[str, Any]
     labels: frozenset[Pattern]
     extras: dict[str, Any] = field(default_factory=dict)
+    mask_windows: list[tuple[slice, slice]] = field(default_factory=list)
+    """Each mask's bounding box (the mask is False outside it)."""
 
 
 def _streams(seed: int, index: int) -> list[np.random.Generator]:
@@ -166,14 +168,59 @@ model that invisible phleboliths exist (2 of the 40 test phleboliths, both score
 def field_mask(mask: np.ndarray, body: Body, shutter_rows: int) -> np.ndarray | None:
     """``mask`` posed like the image and cut to the open field; None when less than
     ``FIELD_FRACTION_MIN`` of its area is left there."""
-    area = int(mask.sum())
-    posed = _transform(mask, body, 0)
-    if shutter_rows > 0:
-        posed[:shutter_rows] = False
-        posed[-shutter_rows:] = False
-    if area == 0 or posed.sum() < FIELD_FRACTION_MIN * area:
+    from calcdx.datasets.simulator.lesion import support
+
+    window = support(mask)
+    posed = field_window(mask[window], window, mask.shape, body, shutter_rows)
+    if posed is None:
         return None
-    return posed
+    full = np.zeros(mask.shape, dtype=bool)
+    full[posed[1]] = posed[0]
+    return full
+
+
+Window = tuple[slice, slice]
+
+
+def field_window(local: np.ndarray, window: Window, shape: tuple[int, int], body: Body, shutter_rows: int
+                 ) -> tuple[np.ndarray, Window] | None:
+    """``field_mask`` for a mask known inside ``window`` of a ``shape`` frame: the posed mask
+    inside its own window, or None.  Only the mask's bounding box is warped, with the
+    rotation of the whole frame (the same nearest-neighbour sampling)."""
+    import cv2
+
+    area = int(local.sum())
+    if area == 0:
+        return None
+    h, w = shape
+    r0, c0 = window[0].start, window[1].start
+    if body.laterality == "L":
+        local = local[:, ::-1]
+        c0 = w - window[1].stop
+    if abs(body.rotation_deg) > 0.5:
+        matrix = cv2.getRotationMatrix2D(((w - 1) / 2, (h - 1) / 2), body.rotation_deg, 1.0)
+        lh, lw = local.shape
+        corners = np.array([[c0, r0, 1], [c0 + lw - 1, r0, 1], [c0, r0 + lh - 1, 1], [c0 + lw - 1, r0 + lh - 1, 1]],
+                           dtype=np.float64) @ matrix.T
+        x0 = max(int(np.floor(corners[:, 0].min())) - 1, 0)
+        y0 = max(int(np.floor(corners[:, 1].min())) - 1, 0)
+        x1 = min(int(np.ceil(corners[:, 0].max())) + 2, w)
+        y1 = min(int(np.ceil(corners[:, 1].max())) + 2, h)
+        if x1 <= x0 or y1 <= y0:
+            return None
+        local_matrix = matrix.copy()  # local output pixel <- local input pixel
+        local_matrix[:, 2] += matrix[:, :2] @ np.array([c0, r0], dtype=np.float64) - np.array([x0, y0])
+        local = cv2.warpAffine(np.ascontiguousarray(local, dtype=np.uint8), local_matrix, (x1 - x0, y1 - y0),
+                               flags=cv2.INTER_NEAREST, borderMode=cv2.BORDER_CONSTANT, borderValue=0).astype(bool)
+        r0, c0 = y0, x0
+    else:
+        local = np.array(local, dtype=bool)
+    if shutter_rows > 0:
+        rows = np.arange(r0, r0 + local.shape[0])
+        local[(rows < shutter_rows) | (rows >= h - shutter_rows)] = False
+    if local.sum() < FIELD_FRACTION_MIN * area:
+        return None
+    return local, (slice(r0, r0 + local.shape[0]), slice(c0, c0 + local.shape[1]))
 
 
 def render_case(seed: int, index: int, cfg: SimulationConfig, *, drop_patterns: bool = False) -> Case:
@@ -198,19 +245,29 @@ def render_case(seed: int, index: int, cfg: SimulationConfig, *, drop_patterns: 
             lesions.append(lesion)
     for name, vis in zip(negatives, visibilities[len(patterns):], strict=False):
         lesions.append(NEGATIVE_RENDERERS[name](phantom, r_lesions, vis))
-    maps = {m: t.copy() for m, t in phantom.maps.items()}
-    masks = []
+    maps = phantom.maps  # this case's own phantom: the lesions are added into it
+    local_masks = []
     for lesion in lesions:
-        maps[lesion.material] = maps.get(lesion.material, grid.zeros()) + lesion.thickness
-        peak = float(lesion.thickness.max())
-        masks.append(lesion.thickness > max(0.1 * peak, 0.01))
+        if lesion.material not in maps:
+            maps[lesion.material] = grid.zeros()
+        maps[lesion.material][lesion.window] += lesion.thickness
+        peak = float(lesion.thickness.max()) if lesion.thickness.size else 0.0
+        local_masks.append(lesion.thickness > max(0.1 * peak, 0.01))
     detected = expose(maps, spacing, acq, r_noise, place=lambda image: _transform(image, body, 1))
     image = process(detected, spacing, acq)
-    in_field = [field_mask(m, body, collimated_rows(spacing, acq)) for m in masks]
+    shutter_rows = collimated_rows(spacing, acq)
+    in_field = [field_window(m, les.window, grid.shape, body, shutter_rows) for les, m in zip(lesions, local_masks,
+                                                                                               strict=True)]
     kept = [(les, m) for les, m in zip(lesions, in_field, strict=True) if m is not None]
     labels = frozenset(Pattern(les.kind) for les, _ in kept if les.is_pattern)
-    return Case(image=image, spacing_mm=spacing, lesions=[k[0] for k in kept], masks=[k[1] for k in kept],
-                region=region, body=body, acquisition=acq, dicom=dicom, labels=labels)
+    masks = []
+    for _, (local, window) in kept:
+        full = np.zeros(image.shape, dtype=bool)
+        full[window] = local
+        masks.append(full)
+    return Case(image=image, spacing_mm=spacing, lesions=[k[0] for k in kept], masks=masks,
+                region=region, body=body, acquisition=acq, dicom=dicom, labels=labels,
+                mask_windows=[k[1][1] for k in kept])
 
 
 def _axes_mm(mask: np.ndarray, spacing: float) -> tuple[float, float]:
@@ -238,11 +295,14 @@ def _write_case(out_dir: Path, seed: int, index: int, cfg: SimulationConfig, twi
                           dose_ugy=case.acquisition.dose_ugy, age_years=d["age_years"], sex=d["sex"],
                           instance_key=f"{study_key}:0")
     lesions_json = []
-    for k, (lesion, mask) in enumerate(zip(case.lesions, case.masks, strict=False)):
-        rows, cols = np.nonzero(mask)
+    for k, (lesion, mask, window) in enumerate(zip(case.lesions, case.masks, case.mask_windows, strict=True)):
+        local = mask[window]
+        rows, cols = np.nonzero(local)
         mask_name = f"{stem}_m{k}.npz"
         np.savez_compressed(out_dir / mask_name, mask=mask)
-        long_mm, short_mm = _axes_mm(mask, case.spacing_mm)
+        long_mm, short_mm = _axes_mm(local, case.spacing_mm)
+        rows += window[0].start
+        cols += window[1].start
         lesions_json.append({
             "kind": str(lesion.kind), "is_pattern": lesion.is_pattern,
             "bbox_px": [int(rows.min()), int(cols.min()), int(rows.max()) + 1, int(cols.max()) + 1],

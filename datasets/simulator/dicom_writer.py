@@ -163,7 +163,10 @@ def write_radiograph(
     ds.PixelData = stored.tobytes()
     syntax = COMPRESSION[compression]
     if syntax != ExplicitVRLittleEndian:
-        ds.compress(syntax, encoding_plugin="pylibjpeg" if syntax == JPEG2000Lossless else "")
+        # pydicom gives a compressed dataset a new random SOP Instance UID unless told not to:
+        # the simulator's UIDs come from the seed, so the same seed writes the same files
+        ds.compress(syntax, encoding_plugin="pylibjpeg" if syntax == JPEG2000Lossless else "",
+                    generate_instance_uid=False)
     ds.save_as(path, enforce_file_format=True)
     return ds
 

@@ -25,13 +25,15 @@ VISIBILITY_SCALE: dict[str, float] = {"subtle": 0.45, "moderate": 0.8, "obvious"
 class Lesion:
     kind: str  # a Pattern or HardNegative value
     material: Material
-    thickness: np.ndarray  # mm of pure material per pixel
+    thickness: np.ndarray  # mm of pure material per pixel, inside ``window``
     location_class: LocationClass
     site: str
     variant: str
     visibility: str
     morphology: tuple[Morphology, ...] = ()
     extra: dict[str, float | str] = field(default_factory=dict)
+    window: tuple[slice, slice] = (slice(0, 0), slice(0, 0))
+    """Where ``thickness`` lies on the phantom's grid: the bounding box of the deposit."""
 
     @property
     def is_pattern(self) -> bool:
@@ -56,17 +58,30 @@ def soft_point(
     outer = ph.landmarks["soft_outer"]
     bone = ph.bone_outer
     s = ph.grid.spacing_mm
-    ok = (outer > 4.0) & (muscle < 1.0) if subcutaneous else muscle > 20.0
-    ok &= bone < 0.5
+    step = max(1, int(2 / s))  # candidates on a 2 mm lattice
+    ok = (outer[::step, ::step] > 4.0) & (muscle[::step, ::step] < 1.0) if subcutaneous \
+        else muscle[::step, ::step] > 20.0
+    ok &= bone[::step, ::step] < 0.5
     margin = int(np.ceil(FRAME_MARGIN_MM / s))
-    ok[:margin] = ok[-margin:] = False
-    ok[:, :margin] = ok[:, -margin:] = False
-    rows, cols = np.nonzero(ok[:: max(1, int(2 / s)), :: max(1, int(2 / s))])
+    full_rows, full_cols = ph.grid.shape
+    lattice_rows = np.arange(ok.shape[0]) * step
+    lattice_cols = np.arange(ok.shape[1]) * step
+    ok[(lattice_rows < margin) | (lattice_rows >= full_rows - margin)] = False
+    ok[:, (lattice_cols < margin) | (lattice_cols >= full_cols - margin)] = False
+    rows, cols = np.nonzero(ok)
     if rows.size == 0:
         return (ph.grid.shape[0] * s / 2, ph.grid.shape[1] * s / 2)
     k = int(rng.integers(rows.size))
-    step = max(1, int(2 / s)) * s
-    return (rows[k] * step + rng.uniform(0, step), cols[k] * step + rng.uniform(0, step))
+    return (rows[k] * step * s + rng.uniform(0, step * s), cols[k] * step * s + rng.uniform(0, step * s))
+
+
+def support(thickness: np.ndarray) -> tuple[slice, slice]:
+    """The bounding box of the non-zero part of ``thickness`` (empty slices when there is none)."""
+    rows = np.flatnonzero(thickness.any(axis=1))
+    if rows.size == 0:
+        return (slice(0, 0), slice(0, 0))
+    cols = np.flatnonzero(thickness[rows[0]:rows[-1] + 1].any(axis=0))
+    return (slice(int(rows[0]), int(rows[-1]) + 1), slice(int(cols[0]), int(cols[-1]) + 1))
 
 
 def make_lesion(
@@ -81,4 +96,7 @@ def make_lesion(
     morphology: tuple[Morphology, ...],
     **extra: float | str,
 ) -> Lesion:
-    return Lesion(kind, material, thickness.astype(np.float32), loc, site, variant, visibility, morphology, dict(extra))
+    """The ``Lesion`` record, its map cut to the deposit's bounding box."""
+    window = support(thickness)
+    return Lesion(kind, material, np.array(thickness[window], dtype=np.float32), loc, site, variant, visibility,
+                  morphology, dict(extra), window)

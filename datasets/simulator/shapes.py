@@ -52,11 +52,6 @@ class Grid:
         return slice(r0, max(r0, r1)), slice(c0, max(c0, c1))
 
 
-def _chord(d2: np.ndarray, r: np.ndarray | float) -> np.ndarray:
-    """2*sqrt(r^2 - d^2) where positive: chord of a circle/sphere of radius r at distance d."""
-    return 2.0 * np.sqrt(np.clip(np.asarray(r, dtype=np.float32) ** 2 - d2, 0.0, None))
-
-
 def _combine(out: np.ndarray, window: tuple[slice, slice], values: np.ndarray, union: bool) -> None:
     """Add ``values`` into ``out[window]``, or keep the larger of the two (``union``: one solid
     made of overlapping parts, whose overlaps must not count twice)."""
@@ -64,6 +59,18 @@ def _combine(out: np.ndarray, window: tuple[slice, slice], values: np.ndarray, u
         np.maximum(out[window], values, out=out[window])
     else:
         out[window] += values
+
+
+def ellipsoid_window(grid: Grid, cy: float, cx: float, ry: float, rx: float) -> tuple[slice, slice]:
+    """The index window an ``ellipsoid`` with these centre and semi-axes draws into."""
+    return grid.window(cy, cx, max(ry, rx) * 1.05)
+
+
+def capsule_window(grid: Grid, p0: tuple[float, float], p1: tuple[float, float], r0: float, r1: float
+                   ) -> tuple[slice, slice]:
+    """The index window a ``capsule`` from ``p0`` to ``p1`` with end radii ``r0``, ``r1`` draws into."""
+    (y0, x0), (y1, x1) = p0, p1
+    return grid.window((y0 + y1) / 2, (x0 + x1) / 2, float(np.hypot(y1 - y0, x1 - x0)) / 2 + max(r0, r1))
 
 
 def ellipsoid(grid: Grid, cy: float, cx: float, ry: float, rx: float, depth: float,
@@ -74,14 +81,21 @@ def ellipsoid(grid: Grid, cy: float, cx: float, ry: float, rx: float, depth: flo
     Adds into ``out`` (in place, windowed for speed) when given; ``union`` keeps the maximum instead.
     """
     out = grid.zeros() if out is None else out
-    rs, cs = grid.window(cy, cx, max(ry, rx) * 1.05)
-    y = grid.y[rs] - cy
-    x = grid.x[:, cs] - cx
+    rs, cs = ellipsoid_window(grid, cy, cx, ry, rx)
+    y = grid.y[rs] - np.float32(cy)
+    x = grid.x[:, cs] - np.float32(cx)
     a = np.deg2rad(angle_deg)
-    u = x * np.cos(a) + y * np.sin(a)
-    v = -x * np.sin(a) + y * np.cos(a)
-    q = (u / rx) ** 2 + (v / ry) ** 2
-    _combine(out, (rs, cs), scale * 2.0 * depth * np.sqrt(np.clip(1.0 - q, 0.0, None)), union)
+    cos_a, sin_a = np.float32(np.cos(a)), np.float32(np.sin(a))
+    u = x * (cos_a / np.float32(rx)) + y * (sin_a / np.float32(rx))  # in units of the semi-axes
+    v = x * (-sin_a / np.float32(ry)) + y * (cos_a / np.float32(ry))
+    u *= u
+    v *= v
+    q = np.subtract(np.float32(1.0), u, out=u)
+    q -= v
+    np.maximum(q, np.float32(0.0), out=q)
+    np.sqrt(q, out=q)
+    q *= np.float32(scale * 2.0 * depth)
+    _combine(out, (rs, cs), q, union)
     return out
 
 
@@ -91,22 +105,32 @@ def capsule(grid: Grid, p0: tuple[float, float], p1: tuple[float, float], r0: fl
     """Path length through a tapered cylinder from p0 to p1 (y, x in mm) with round ends.
 
     ``depth_ratio`` flattens (<1) or deepens the cross-section along the beam; into ``out`` as
-    for ``ellipsoid``.
+    for ``ellipsoid``.  The distance to the axis is split into its part along the axis beyond
+    the ends and its part across it, each an affine function of the pixel position, so the
+    whole window costs a dozen in-place passes.
     """
     out = grid.zeros() if out is None else out
     (y0, x0), (y1, x1) = p0, p1
-    rmax = max(r0, r1)
-    cy, cx = (y0 + y1) / 2, (x0 + x1) / 2
-    half = np.hypot(y1 - y0, x1 - x0) / 2 + rmax
-    rs, cs = grid.window(cy, cx, half)
-    y = grid.y[rs]
-    x = grid.x[:, cs]
-    dy, dx = y1 - y0, x1 - x0
-    length2 = max(dy * dy + dx * dx, 1e-9)
-    t = np.clip(((y - y0) * dy + (x - x0) * dx) / length2, 0.0, 1.0)
-    d2 = (y - (y0 + t * dy)) ** 2 + (x - (x0 + t * dx)) ** 2
-    r = r0 + (r1 - r0) * t
-    _combine(out, (rs, cs), scale * depth_ratio * _chord(d2, r), union)
+    rs, cs = capsule_window(grid, p0, p1, r0, r1)
+    length = max(float(np.hypot(y1 - y0, x1 - x0)), 1e-9)
+    uy, ux = (y1 - y0) / length, (x1 - x0) / length  # unit vector along the axis
+    y = grid.y[rs] - np.float32(y0)
+    x = grid.x[:, cs] - np.float32(x0)
+    along = y * np.float32(uy) + x * np.float32(ux)
+    across = y * np.float32(-ux) + x * np.float32(uy)
+    on_axis = np.clip(along, np.float32(0.0), np.float32(length))
+    along -= on_axis  # beyond the ends: distance along the axis to the nearer end
+    along *= along
+    across *= across
+    across += along  # squared distance to the axis segment
+    radius = np.multiply(on_axis, np.float32((r1 - r0) / length), out=on_axis)
+    radius += np.float32(r0)
+    radius *= radius
+    radius -= across
+    np.maximum(radius, np.float32(0.0), out=radius)
+    np.sqrt(radius, out=radius)
+    radius *= np.float32(2.0 * scale * depth_ratio)
+    _combine(out, (rs, cs), radius, union)
     return out
 
 
@@ -137,9 +161,29 @@ def smooth_curve(rng: np.random.Generator, start: tuple[float, float], direction
     return np.array(pts)
 
 
+NOISE_SAMPLES_PER_SIGMA = 2.0
+"""A smooth noise field is drawn on a grid with this many samples per sigma (at least the
+image grid) and resized bilinearly: a broad field then costs a fraction of its pixels."""
+
+
 def smooth_noise(rng: np.random.Generator, shape: tuple[int, int], sigma_px: float) -> np.ndarray:
-    """Zero-mean, unit-std Gaussian-filtered noise field (texture, deformation)."""
-    field = blur(rng.standard_normal(shape, dtype=np.float32), max(sigma_px, 0.5))
+    """Zero-mean, unit-std Gaussian-filtered noise field (texture, deformation).
+
+    Fields broader than ``NOISE_SAMPLES_PER_SIGMA`` pixels per sigma are drawn ``factor`` times
+    coarser and resized bilinearly; the resize's triangle kernel adds ``factor**2 / 6`` px^2 of
+    variance, which the coarse sigma leaves out, so the field's correlation length is the same.
+    """
+    import cv2
+
+    sigma_px = max(sigma_px, 0.5)
+    factor = max(1, int(sigma_px // NOISE_SAMPLES_PER_SIGMA))
+    if factor == 1:
+        field = blur(rng.standard_normal(shape, dtype=np.float32), sigma_px)
+    else:
+        coarse_shape = (-(-shape[0] // factor), -(-shape[1] // factor))
+        coarse_sigma = float(np.sqrt(sigma_px**2 - factor**2 / 6.0)) / factor
+        coarse = blur(rng.standard_normal(coarse_shape, dtype=np.float32), coarse_sigma)
+        field = cv2.resize(coarse, (shape[1], shape[0]), interpolation=cv2.INTER_LINEAR)
     std = float(field.std()) or 1.0
     return field / std
 
