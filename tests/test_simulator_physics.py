@@ -106,3 +106,60 @@ def test_quantum_counts_have_poisson_mean_and_variance(quanta: float) -> None:
     if quanta < GAUSSIAN_FROM_QUANTA:  # the Poisson law itself: whole quanta, P(0) = exp(-lambda)
         assert np.array_equal(counts, np.round(counts))
         assert (counts == 0).mean() == pytest.approx(np.exp(-quanta), abs=0.005)
+
+
+def test_opencv_normal_draws_are_standard_normal_and_reproducible() -> None:
+    from scipy import stats
+
+    from calcdx.datasets.simulator.shapes import standard_normal
+
+    draws = standard_normal(np.random.default_rng(3), (1500, 1000))
+    again = standard_normal(np.random.default_rng(3), (1500, 1000))
+    assert draws.dtype == np.float32 and np.array_equal(draws, again)
+    assert not np.array_equal(draws, standard_normal(np.random.default_rng(4), (1500, 1000)))
+    flat = draws.ravel().astype(np.float64)
+    assert abs(flat.mean()) < 4 / np.sqrt(flat.size) and flat.var() == pytest.approx(1.0, abs=0.005)
+    assert abs(stats.skew(flat)) < 0.01 and abs(stats.kurtosis(flat)) < 0.02
+    assert stats.kstest(flat[::17], "norm").pvalue > 0.001
+    for lagged in ((draws[:, 1:], draws[:, :-1]), (draws[1:], draws[:-1])):  # neighbours are independent
+        assert abs(np.corrcoef(lagged[0].ravel(), lagged[1].ravel())[0, 1]) < 0.005
+
+
+@pytest.mark.parametrize("sigma", [1.5, 5.0, 13.0])
+def test_smooth_noise_drawn_coarse_keeps_the_gaussian_correlation(sigma: float) -> None:
+    """Broad fields are drawn coarse and resized: their autocorrelation is still exp(-lag^2 / 4 sigma^2)."""
+    from calcdx.datasets.simulator.shapes import smooth_noise
+
+    field = smooth_noise(np.random.default_rng(5), (1200, 1300), sigma)
+    assert field.shape == (1200, 1300) and field.dtype == np.float32
+    assert field.std() == pytest.approx(1.0, abs=1e-4)
+    for lag_sigmas in (0.5, 1.0, 2.0):
+        lag = round(lag_sigmas * sigma)
+        measured = float((field[:, lag:] * field[:, :-lag]).mean())
+        assert measured == pytest.approx(np.exp(-(lag**2) / (4 * sigma**2)), abs=0.04), lag
+
+
+@pytest.mark.parametrize(("laterality", "rotation"), [("R", 0.0), ("L", 0.0), ("R", 7.3), ("L", -5.1)])
+def test_a_mask_posed_in_its_window_matches_the_whole_frame_posed(laterality: str, rotation: float) -> None:
+    from calcdx.datasets.simulator.anatomy import Body
+    from calcdx.datasets.simulator.dataset import _transform, field_window
+
+    body = Body(habitus=1.0, fat_fraction=0.3, bone_density=1.0, view="AP", laterality=laterality,
+                rotation_deg=rotation)
+    grid = Grid.make(150.0, 120.0, 0.2)
+    rng = np.random.default_rng(11)
+    for _ in range(6):
+        thickness = ellipsoid(grid, rng.uniform(20, 130), rng.uniform(20, 100), rng.uniform(1, 8), rng.uniform(1, 8),
+                              3.0, rng.uniform(0, 180))
+        mask = thickness > 0.3
+        rows, cols = np.flatnonzero(mask.any(1)), np.flatnonzero(mask.any(0))
+        window = (slice(rows[0], rows[-1] + 1), slice(cols[0], cols[-1] + 1))
+        posed = field_window(mask[window], window, mask.shape, body, shutter_rows=40)
+        whole = _transform(mask, body, 0)
+        whole[:40] = whole[-40:] = False
+        if posed is None:
+            assert whole.sum() < 0.5 * mask.sum()
+            continue
+        placed = np.zeros(mask.shape, bool)
+        placed[posed[1]] = posed[0]
+        assert (placed != whole).sum() <= max(2, 0.005 * whole.sum())

@@ -341,8 +341,15 @@ def iter_rows(out_dir: Path, n: int, seed: int, cfg: SimulationConfig, workers: 
     if workers <= 1:
         yield from map(_job, jobs)
         return
-    with mp.get_context("spawn").Pool(workers) as pool:
+    with mp.get_context("spawn").Pool(workers, initializer=_one_thread_per_worker) as pool:
         yield from pool.imap(_job, jobs, chunksize=1)
+
+
+def _one_thread_per_worker() -> None:
+    """The workers already fill the cores: OpenCV's own thread pool in each would only contend."""
+    import cv2
+
+    cv2.setNumThreads(1)
 
 
 def simulate_dataset(out_dir: str | Path, n: int, seed: int = 0, workers: int = 1,

@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from calcdx.datasets.simulator.materials import ENERGIES_KEV, Material
-from calcdx.datasets.simulator.shapes import blur
+from calcdx.datasets.simulator.shapes import blur, standard_normal
 from calcdx.datasets.simulator.spectrum import detector_efficiency, fluence
 from calcdx.datasets.simulator.transmission import primary_transmission
 
@@ -78,7 +78,7 @@ def expose(maps: dict[Material, np.ndarray], spacing_mm: float, acq: Acquisition
     quanta = acq.dose_ugy * QUANTA_PER_MM2_PER_UGY * spacing_mm * spacing_mm
     counts = quantum_counts(np.clip(signal, 1e-6, None) * np.float32(quanta), rng) / np.float32(quanta)
     blurred = blur(counts, acq.blur_mm / spacing_mm) if acq.blur_mm / spacing_mm > 0.3 else counts
-    blurred += rng.standard_normal(size=shape, dtype=np.float32) * np.float32(acq.electronic_noise)
+    blurred += standard_normal(rng, shape) * np.float32(acq.electronic_noise)
     return np.clip(blurred, 1e-4, None)
 
 
@@ -90,10 +90,11 @@ def quantum_counts(expected: np.ndarray, rng: np.random.Generator) -> np.ndarray
 
     Pixels expecting fewer than ``GAUSSIAN_FROM_QUANTA`` quanta are drawn from the Poisson law;
     the rest from its normal limit N(lambda, lambda) (skewness below 0.14, never negative
-    there), 3x faster than Poisson sampling on 8 Mpx.
+    there), 3x faster than Poisson sampling on 8 Mpx (and the normal draws come from OpenCV,
+    ``shapes.standard_normal``, 4x faster again).
     """
     lam = np.asarray(expected, dtype=np.float32)
-    counts = rng.standard_normal(size=lam.shape, dtype=np.float32)
+    counts = standard_normal(rng, lam.shape)
     counts *= np.sqrt(lam)
     counts += lam
     low = lam < GAUSSIAN_FROM_QUANTA
@@ -104,8 +105,10 @@ def quantum_counts(expected: np.ndarray, rng: np.random.Generator) -> np.ndarray
 
 def process(detected: np.ndarray, spacing_mm: float, acq: Acquisition) -> np.ndarray:
     """Detected signal -> display image in [0, 1], bright = dense (log, then a vendor style)."""
-    attenuation = -np.log(detected)
-    lo, hi = np.percentile(attenuation, [0.5, 99.8])
+    import cv2
+
+    attenuation = cv2.multiply(cv2.log(np.asarray(detected, dtype=np.float32)), -1.0)
+    lo, hi = np.percentile(_percentile_sample(attenuation), [0.5, 99.8])
     img = np.clip((attenuation - lo) / max(hi - lo, 1e-6), 0.0, 1.0)
     if acq.processing == "unsharp":
         base = blur(img, 4.0 / spacing_mm)
@@ -114,7 +117,7 @@ def process(detected: np.ndarray, spacing_mm: float, acq: Acquisition) -> np.nda
         base = blur(img, 25.0 / spacing_mm)
         img = np.clip(0.55 * img + 0.45 * (img - base + 0.5), 0.0, 1.0)
     elif acq.processing == "raw":
-        img = np.clip(attenuation / max(float(np.percentile(attenuation, 99.9)), 1e-6), 0.0, 1.0)
+        img = np.clip(attenuation / max(float(np.percentile(_percentile_sample(attenuation), 99.9)), 1e-6), 0.0, 1.0)
     img = img ** acq.gamma
     if acq.grid and acq.grid_line_amplitude > 0:
         cols = np.arange(img.shape[1], dtype=np.float32) * spacing_mm
@@ -124,6 +127,16 @@ def process(detected: np.ndarray, spacing_mm: float, acq: Acquisition) -> np.nda
         img[:edge, :] = img[:edge, :] * 0.15 + 0.8
         img[-edge:, :] = img[-edge:, :] * 0.15 + 0.8
     return np.clip(img, 0.0, 1.0).astype(np.float32)
+
+
+PERCENTILE_SAMPLE_PX = 250_000
+"""The display window's percentiles are taken on a regular subsample of about this many pixels
+(every pixel of smaller images): a full-image selection took 45 ms of a 3-Mpx radiograph."""
+
+
+def _percentile_sample(image: np.ndarray) -> np.ndarray:
+    stride = max(1, int(np.sqrt(image.size / PERCENTILE_SAMPLE_PX)))
+    return image[::stride, ::stride]
 
 
 def collimated_rows(spacing_mm: float, acq: Acquisition) -> int:

@@ -65,47 +65,58 @@ def primary_transmission_exact(maps: dict[Material, np.ndarray], weights: np.nda
     return (np.asarray(weights, dtype=np.float64) @ line).reshape(shape)
 
 
+LOOKUP_CHANNELS = 4
+"""OpenCV's ``remap`` interpolates four tables at once as fast as one (9.2 against 9.8 ms on
+3 Mpx, one thread; three tables take 14.5 ms), so tables go in fours, zero-padded."""
+
+
 def primary_transmission(maps: dict[Material, np.ndarray], weights: np.ndarray) -> np.ndarray:
     """Primary transmission per pixel (float32) for path-length ``maps`` (mm) and detected
-    spectrum ``weights`` per energy bin (summing to 1)."""
+    spectrum ``weights`` per energy bin (summing to 1).
+
+    The beam-hardening table and the first-order residual tables are looked up together, up to
+    ``LOOKUP_CHANNELS`` per bilinear ``remap``.
+    """
     import cv2
 
     shape = next(iter(maps.values())).shape
-    basis_mm = np.zeros((2, *shape), dtype=np.float32)
-    scratch = np.empty(shape, dtype=np.float32)
+    basis_mm = [np.zeros(shape, dtype=np.float32), np.zeros(shape, dtype=np.float32)]
     for material, thickness in maps.items():
         if material in PER_ENERGY:
             continue
-        c0, c1 = basis_coefficients(material)
-        basis_mm[0] += np.multiply(thickness, np.float32(c0), out=scratch)
-        basis_mm[1] += np.multiply(thickness, np.float32(c1), out=scratch)
+        for total_mm, coefficient in zip(basis_mm, basis_coefficients(material), strict=True):
+            cv2.scaleAdd(np.asarray(thickness, dtype=np.float32), float(coefficient), total_mm, dst=total_mm)
     weights = np.asarray(weights, dtype=np.float64)
     mu_basis = attenuation_table(list(BASIS))  # (E, 2)
     mu_effective = weights @ mu_basis  # slope of -ln T at zero thickness
-    lo = basis_mm.reshape(2, -1).min(axis=1).astype(np.float64)
-    hi = basis_mm.reshape(2, -1).max(axis=1).astype(np.float64)
+    lo = np.array([float(b.min()) for b in basis_mm])
+    hi = np.array([float(b.max()) for b in basis_mm])
     step = np.maximum(hi - lo, 1e-3) / (TABLE_SIZE - 1)
     a0 = lo[0] + step[0] * np.arange(TABLE_SIZE)
     a1 = lo[1] + step[1] * np.arange(TABLE_SIZE)
-    transmitted = weights * np.exp(-(a0[:, None, None] * mu_basis[:, 0] + a1[None, :, None] * mu_basis[:, 1]))
+    # exp(-(a0 mu0 + a1 mu1)) = exp(-a0 mu0) exp(-a1 mu1): 2 x 256 x E exponentials instead of 256^2 x E
+    transmitted = (weights * np.exp(-a0[:, None] * mu_basis[:, 0]))[:, None, :] * np.exp(-a1[:, None] * mu_basis[:, 1])
     total = transmitted.sum(axis=-1)  # (n0, n1)
     beam_hardening = -np.log(total) - (a0[:, None] * mu_effective[0] + a1[None, :] * mu_effective[1])
-    map1, map2 = cv2.convertMaps((basis_mm[1] - np.float32(lo[1])) / np.float32(step[1]),
-                                 (basis_mm[0] - np.float32(lo[0])) / np.float32(step[0]), cv2.CV_16SC2)
-
-    def lookup(table: np.ndarray) -> np.ndarray:
-        return cv2.remap(table.astype(np.float32), map1, map2, interpolation=cv2.INTER_LINEAR,
-                         borderMode=cv2.BORDER_REPLICATE)
-
-    line = lookup(beam_hardening)
-    line += basis_mm[0] * np.float32(mu_effective[0])
-    line += basis_mm[1] * np.float32(mu_effective[1])
-    for material, thickness in maps.items():
-        if material in PER_ENERGY or basis_fit_error(material) <= RESIDUAL_TOLERANCE:
-            continue
-        residual = mu_per_mm(material) - mu_basis @ basis_coefficients(material)  # (E,)
-        line += np.multiply(lookup(transmitted @ residual / total), thickness, out=scratch)
-    primary = np.exp(-line)
+    corrected = [m for m in maps if m not in PER_ENERGY and basis_fit_error(m) > RESIDUAL_TOLERANCE]
+    tables = [beam_hardening] + [transmitted @ (mu_per_mm(m) - mu_basis @ basis_coefficients(m)) / total
+                                 for m in corrected]
+    # table coordinates of every pixel: column = basis 1, row = basis 0
+    map_x = cv2.subtract(basis_mm[1], float(lo[1])) * np.float32(1.0 / step[1])
+    map_y = cv2.subtract(basis_mm[0], float(lo[0])) * np.float32(1.0 / step[0])
+    line = cv2.scaleAdd(basis_mm[0], float(mu_effective[0]), basis_mm[1] * np.float32(mu_effective[1]))
+    for start in range(0, len(tables), LOOKUP_CHANNELS):
+        chunk = tables[start:start + LOOKUP_CHANNELS]
+        group = np.zeros((*beam_hardening.shape, LOOKUP_CHANNELS), dtype=np.float32)  # four channels: the
+        group[..., :len(chunk)] = np.stack(chunk, axis=-1)  # fastest remap (as fast as one, 1.5x three)
+        looked_up = cv2.remap(group, map_x, map_y, interpolation=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+        for k in range(len(chunk)):
+            index = start + k
+            if index == 0:
+                line += looked_up[..., 0]
+            else:
+                line += looked_up[..., k] * np.asarray(maps[corrected[index - 1]], dtype=np.float32)
+    primary = cv2.exp(cv2.multiply(line, -1.0))
     special = [m for m in maps if m in PER_ENERGY]
     if special:
         where = np.zeros(shape, dtype=bool)
