@@ -23,7 +23,7 @@ from calcdx.datasets.simulator.shapes import (
     capsule_window,
     ellipsoid,
     ellipsoid_window,
-    polyline_tube,
+    polyline_tube_local,
     smooth_curve,
     smooth_noise,
 )
@@ -151,10 +151,10 @@ def _soft_tissue(
                 rng, start, direction, float(np.hypot(p1[0] - p0[0], p1[1] - p0[1])), n=10, wiggle_deg=3.0
             )
             planes.append(curve)
-            fascia = polyline_tube(g, curve, 0.8)
-            fascia = np.minimum(fascia * 6.0, muscle * 0.25)
-            muscle -= fascia
-            ph.add(Material.FAT, fascia)
+            tube, window = polyline_tube_local(g, curve, 0.8)
+            fascia = np.minimum(tube * np.float32(6.0), muscle[window] * np.float32(0.25))
+            muscle[window] -= fascia
+            ph.add(Material.FAT, fascia, window)
     ph.add(Material.MUSCLE, muscle)
     ph.add(Material.FAT, np.clip(outer - muscle, 0.0, None))
     ph.landmarks["soft_outer"] = outer

@@ -138,16 +138,27 @@ def polyline_tube(grid: Grid, points: np.ndarray, radius: float, out: np.ndarray
                   scale: float = 1.0, depth_ratio: float = 1.0) -> np.ndarray:
     """A tube of constant radius along a polyline (vessels, fascial planes, streaks)."""
     out = grid.zeros() if out is None else out
+    tube, window = polyline_tube_local(grid, points, radius, scale=scale, depth_ratio=depth_ratio)
+    out[window] += tube
+    return out
+
+
+def polyline_tube_local(grid: Grid, points: np.ndarray, radius: float, scale: float = 1.0,
+                        depth_ratio: float = 1.0) -> tuple[np.ndarray, tuple[slice, slice]]:
+    """``polyline_tube`` inside its bounding box: (path lengths there, the box's index window)."""
     pts = np.asarray(points, dtype=np.float64)
     lo, hi = pts.min(axis=0), pts.max(axis=0)
-    rs, cs = grid.window(float(lo[0] + hi[0]) / 2, float(lo[1] + hi[1]) / 2,
-                         float(max(hi - lo)) / 2 + radius * 1.05 + grid.spacing_mm)
+    cy, cx = float(lo[0] + hi[0]) / 2, float(lo[1] + hi[1]) / 2
+    margin = radius * 1.05 + grid.spacing_mm
+    rs, _ = grid.window(cy, cx, float(hi[0] - lo[0]) / 2 + margin)
+    _, cs = grid.window(cy, cx, float(hi[1] - lo[1]) / 2 + margin)
     local = grid.crop(rs, cs)
     tube = local.zeros()
     for a, b in itertools.pairwise(pts):  # a union: joints are not counted twice
         capsule(local, tuple(a), tuple(b), radius, radius, out=tube, depth_ratio=depth_ratio, union=True)
-    out[rs, cs] += tube * scale
-    return out
+    if scale != 1.0:
+        tube *= np.float32(scale)
+    return tube, (rs, cs)
 
 
 def smooth_curve(rng: np.random.Generator, start: tuple[float, float], direction_deg: float, length: float,
