@@ -163,3 +163,22 @@ def test_a_mask_posed_in_its_window_matches_the_whole_frame_posed(laterality: st
         placed = np.zeros(mask.shape, bool)
         placed[posed[1]] = posed[0]
         assert (placed != whole).sum() <= max(2, 0.005 * whole.sum())
+
+
+def test_exposure_control_gives_thin_and_thick_parts_the_same_quantum_noise() -> None:
+    """The detector dose behind the patient is what the exposure control holds (SIMULATOR-NOTES:
+    2.5-10 uGy, 1,000-5,000 quanta per 150 um pixel): a thick part gets more exposure, not more noise."""
+    from dataclasses import replace
+
+    from calcdx.datasets.simulator.physics import QUANTA_PER_MM2_PER_UGY, expose
+
+    acq = replace(_acquisition(70.0, "DR"), blur_mm=0.0, electronic_noise=0.0, heel_strength=0.0, scatter_to_primary=0.0)
+    noise, air_kerma = [], []
+    for muscle_mm in (40.0, 160.0):
+        maps = {Material.MUSCLE: np.full((300, 300), muscle_mm, np.float32)}
+        exposure = expose(maps, 0.15, acq, np.random.default_rng(1))
+        noise.append(float(exposure.detected.std() / exposure.detected.mean()))
+        air_kerma.append(exposure.air_kerma_ugy)
+    expected = 1 / np.sqrt(acq.dose_ugy * QUANTA_PER_MM2_PER_UGY * 0.15**2)  # 5 uGy: 2,025 quanta per pixel
+    assert noise == pytest.approx([expected, expected], rel=0.03)
+    assert air_kerma[1] > 20 * air_kerma[0] > 20 * acq.dose_ugy  # 12 cm more muscle: far more exposure

@@ -43,8 +43,10 @@ REGION_PATTERN_WEIGHTS: dict[Region, dict[Pattern, float]] = {
     Region.THIGH_LEG: {Pattern.HADD: 0.4, Pattern.CPPD: 0.3, Pattern.TUMORAL_CALCINOSIS: 0.7, Pattern.PHLEBOLITH: 1.5,
                        Pattern.MYOSITIS_OSSIFICANS: 4, Pattern.CALCINOSIS_UNIVERSALIS: 2},
 }
-REGION_DOSE_FACTOR: dict[Region, float] = {Region.SHOULDER: 2.0, Region.KNEE: 1.0, Region.HIP_PELVIS: 6.0,
-                                           Region.HAND_WRIST: 0.6, Region.THIGH_LEG: 1.5}
+REGION_DOSE_FACTOR: dict[Region, float] = {Region.SHOULDER: 1.0, Region.KNEE: 1.0, Region.HIP_PELVIS: 1.0,
+                                           Region.HAND_WRIST: 1.5, Region.THIGH_LEG: 1.0}
+"""Detector dose behind the patient relative to the common 5 uGy: extremities are exposed for
+fine detail (table-top, no grid) at a higher detector dose."""
 VISIBILITIES = ("subtle", "moderate", "obvious")
 VISIBILITY_P = (0.2, 0.6, 0.2)
 
@@ -253,8 +255,8 @@ def render_case(seed: int, index: int, cfg: SimulationConfig, *, drop_patterns: 
         maps[lesion.material][lesion.window] += lesion.thickness
         peak = float(lesion.thickness.max()) if lesion.thickness.size else 0.0
         local_masks.append(lesion.thickness > max(0.1 * peak, 0.01))
-    detected = expose(maps, spacing, acq, r_noise, place=lambda image: _transform(image, body, 1))
-    image = process(detected, spacing, acq)
+    exposure = expose(maps, spacing, acq, r_noise, place=lambda image: _transform(image, body, 1))
+    image = process(exposure.detected, spacing, acq)
     shutter_rows = collimated_rows(spacing, acq)
     in_field = [field_window(m, les.window, grid.shape, body, shutter_rows) for les, m in zip(lesions, local_masks,
                                                                                                strict=True)]
@@ -267,7 +269,7 @@ def render_case(seed: int, index: int, cfg: SimulationConfig, *, drop_patterns: 
         masks.append(full)
     return Case(image=image, spacing_mm=spacing, lesions=[k[0] for k in kept], masks=masks,
                 region=region, body=body, acquisition=acq, dicom=dicom, labels=labels,
-                mask_windows=[k[1][1] for k in kept])
+                extras={"air_kerma_ugy": exposure.air_kerma_ugy}, mask_windows=[k[1][1] for k in kept])
 
 
 def _axes_mm(mask: np.ndarray, spacing: float) -> tuple[float, float]:
@@ -292,7 +294,7 @@ def _write_case(out_dir: Path, seed: int, index: int, cfg: SimulationConfig, twi
                           photometric=d["photometric"], bits_stored=d["bits_stored"], compression=d["compression"],
                           patient_id=patient_id, study_key=study_key, region=case.region.value, view=case.body.view,
                           laterality=case.body.laterality, kvp=case.acquisition.kvp,
-                          dose_ugy=case.acquisition.dose_ugy, age_years=d["age_years"], sex=d["sex"],
+                          air_kerma_ugy=case.extras["air_kerma_ugy"], age_years=d["age_years"], sex=d["sex"],
                           instance_key=f"{study_key}:0")
     lesions_json = []
     for k, (lesion, mask, window) in enumerate(zip(case.lesions, case.masks, case.mask_windows, strict=True)):
@@ -322,6 +324,7 @@ def _write_case(out_dir: Path, seed: int, index: int, cfg: SimulationConfig, twi
         "habitus": f"{case.body.habitus:.3f}", "fat_fraction": f"{case.body.fat_fraction:.3f}",
         "bone_density": f"{case.body.bone_density:.3f}", "rotation_deg": f"{case.body.rotation_deg:.2f}",
         "laterality": case.body.laterality, **{f"dicom_{k}": str(v) for k, v in d.items()},
+        "air_kerma_ugy": f"{case.extras['air_kerma_ugy']:.4g}",
     }
     return ManifestRow(path=out_dir / f"{stem}.dcm", patient_id=patient_id, labels=case.labels,
                        study_uid=str(ds.StudyInstanceUID), body_part=case.region.value, view=case.body.view,

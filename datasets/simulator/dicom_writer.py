@@ -65,7 +65,7 @@ def write_radiograph(
     view: str,
     laterality: str,
     kvp: float,
-    dose_ugy: float,
+    air_kerma_ugy: float,
     age_years: int,
     sex: str,
     instance_key: str,
@@ -126,7 +126,9 @@ def write_radiograph(
     ds.KVP = f"{kvp:.0f}"
     ds.ExposureInuAs = None
     del ds.ExposureInuAs
-    ds.EntranceDoseInmGy = f"{dose_ugy / 1000.0 * 3.0:.4f}"
+    # entrance dose: the unattenuated air kerma at the detector brought to the skin (inverse square,
+    # about 1.2 at 100 cm) with backscatter (about 1.35)
+    ds.EntranceDoseInmGy = f"{air_kerma_ugy * 1.2 * 1.35 / 1000.0:.4f}"
     ds.ImagerPixelSpacing = [f"{spacing_mm:.4f}", f"{spacing_mm:.4f}"]
     ds.PixelSpacing = [f"{spacing_mm:.4f}", f"{spacing_mm:.4f}"]
     ds.PixelSpacingCalibrationType = "GEOMETRY"

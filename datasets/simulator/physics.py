@@ -28,7 +28,7 @@ class Acquisition:
     """Nuisance parameters of one exposure (drawn independently of the labels)."""
 
     kvp: float
-    dose_ugy: float
+    dose_ugy: float  # detector dose behind the patient at which the exposure control stops
     detector: str  # "DR" or "CR"
     scatter_to_primary: float
     grid: bool
@@ -51,13 +51,42 @@ def detected_spectrum(acq: Acquisition) -> np.ndarray:
     return spectrum / spectrum.sum()
 
 
-def expose(maps: dict[Material, np.ndarray], spacing_mm: float, acq: Acquisition,
-           rng: np.random.Generator, place: Callable[[np.ndarray], np.ndarray] | None = None) -> np.ndarray:
-    """Detected energy per pixel (arbitrary units, float32), noise included.
+@dataclass(frozen=True)
+class Exposure:
+    """What reached the detector: ``detected`` energy per pixel (float32, 1 = the unattenuated
+    beam, noise included) and the unattenuated air kerma (uGy) the exposure control chose."""
 
-    ``place`` maps the patient's frame to the detector's (mirroring, rotation): it is applied
-    to the primary transmission and the patient outline, before everything that belongs to the
-    detector (heel effect, scatter, noise, blur).
+    detected: np.ndarray
+    air_kerma_ugy: float
+
+
+AEC_FIELD = 0.5
+"""The automatic exposure control measures the central ``AEC_FIELD`` of the rows and columns."""
+
+
+def aec_reference(signal: np.ndarray, inside: np.ndarray) -> float:
+    """The signal the automatic exposure control holds at its target: the median of ``signal``
+    behind the patient (``inside``) in the central field, or over the whole patient when the
+    central field misses it; 1.0 (the open beam) when there is no patient."""
+    h, w = signal.shape
+    dr, dc = int(h * (1 - AEC_FIELD) / 2), int(w * (1 - AEC_FIELD) / 2)
+    central = (slice(dr, h - dr), slice(dc, w - dc))
+    for values, where in ((signal[central], inside[central]), (signal, inside)):
+        if where.any():
+            return max(float(np.median(values[where])), 1e-6)
+    return 1.0
+
+
+def expose(maps: dict[Material, np.ndarray], spacing_mm: float, acq: Acquisition,
+           rng: np.random.Generator, place: Callable[[np.ndarray], np.ndarray] | None = None) -> Exposure:
+    """Detected energy per pixel (float32, 1 = the unattenuated beam), noise included.
+
+    ``acq.dose_ugy`` is the detector dose behind the patient that the automatic exposure
+    control ends the exposure at (SIMULATOR-NOTES: 2.5-10 uGy, 1,000-5,000 quanta per 150 um
+    pixel): thick parts get a larger exposure, not a noisier image.  ``place`` maps the
+    patient's frame to the detector's (mirroring, rotation): it is applied to the primary
+    transmission and the patient outline, before everything that belongs to the detector
+    (heel effect, scatter, noise, blur).
     """
     place = place or (lambda image: image)
     materials = [m for m in maps if m is not Material.AIR]
@@ -69,17 +98,20 @@ def expose(maps: dict[Material, np.ndarray], spacing_mm: float, acq: Acquisition
     ramp = 1.0 - acq.heel_strength * np.linspace(0.0, 1.0, n, dtype=np.float32) ** 1.5
     primary *= ramp[:, None] if axis == 0 else ramp[None, :]
     # scatter: a broad, smooth veil proportional to the local primary behind the patient
-    patient = place(sum(maps[m] for m in materials))
+    inside = place(sum(maps[m] for m in materials)) > 1.0
     spr = acq.scatter_to_primary * (0.25 if acq.grid else 1.0)
-    veil = blur(primary * (patient > 1.0), 25.0 / spacing_mm)
-    signal = primary + spr * veil * float(np.mean(primary[patient > 1.0])) / max(float(veil.mean()), 1e-6) * 0.5 \
-        if np.any(patient > 1.0) else primary
-    # quantum noise: expected quanta per pixel at this dose and pixel area
-    quanta = acq.dose_ugy * QUANTA_PER_MM2_PER_UGY * spacing_mm * spacing_mm
-    counts = quantum_counts(np.clip(signal, 1e-6, None) * np.float32(quanta), rng) / np.float32(quanta)
+    veil = blur(primary * inside, 25.0 / spacing_mm)
+    signal = primary + spr * veil * float(np.mean(primary[inside])) / max(float(veil.mean()), 1e-6) * 0.5 \
+        if np.any(inside) else primary
+    # quantum noise: the exposure control scales the beam so that the reference signal behind the
+    # patient receives the detector dose; quanta per pixel follow from the dose and the pixel area
+    reference = aec_reference(signal, inside)
+    quanta = np.float32(acq.dose_ugy * QUANTA_PER_MM2_PER_UGY * spacing_mm * spacing_mm / reference)
+    counts = quantum_counts(np.clip(signal, 1e-6, None) * quanta, rng) / quanta
     blurred = blur(counts, acq.blur_mm / spacing_mm) if acq.blur_mm / spacing_mm > 0.3 else counts
-    blurred += standard_normal(rng, shape) * np.float32(acq.electronic_noise)
-    return np.clip(blurred, 1e-4, None)
+    # electronic noise: relative to the signal at the exposure control's target
+    blurred += standard_normal(rng, shape) * np.float32(acq.electronic_noise * reference)
+    return Exposure(np.clip(blurred, 1e-4 * reference, None), acq.dose_ugy / reference)
 
 
 GAUSSIAN_FROM_QUANTA = 50.0
