@@ -172,7 +172,8 @@ def test_exposure_control_gives_thin_and_thick_parts_the_same_quantum_noise() ->
 
     from calcdx.datasets.simulator.physics import QUANTA_PER_MM2_PER_UGY, expose
 
-    acq = replace(_acquisition(70.0, "DR"), blur_mm=0.0, electronic_noise=0.0, heel_strength=0.0, scatter_to_primary=0.0)
+    acq = replace(_acquisition(70.0, "DR"), blur_mm=0.0, electronic_noise=0.0, heel_strength=0.0,
+                  scatter_to_primary=0.0)
     noise, air_kerma = [], []
     for muscle_mm in (40.0, 160.0):
         maps = {Material.MUSCLE: np.full((300, 300), muscle_mm, np.float32)}

@@ -102,7 +102,7 @@ class BoneBuilder:
         else:
             cy, cx, ry, rx, depth = args[:5]
             angle = args[5] if len(args) > 5 else 0.0
-            self._cover(ellipsoid_window(g, cy, cx, ry, rx))
+            self._cover(ellipsoid_window(g, cy, cx, ry, rx, angle))
             ellipsoid(g, cy, cx, ry, rx, depth, angle, out=self.outer, union=True)
             ellipsoid(g, cy, cx, max(ry - cortex, 0.5), max(rx - cortex, 0.5), max(depth - cortex, 0.5), angle,
                       out=self.inner, union=True)

@@ -42,13 +42,17 @@ class Grid:
 
     def window(self, cy: float, cx: float, radius: float) -> tuple[slice, slice]:
         """Index window around (cy, cx) of half-size ``radius`` mm, clipped to the grid."""
+        return self.box(cy - radius, cy + radius, cx - radius, cx + radius)
+
+    def box(self, y_lo: float, y_hi: float, x_lo: float, x_hi: float) -> tuple[slice, slice]:
+        """Index window holding the rectangle [y_lo, y_hi] x [x_lo, x_hi] mm, clipped to the grid."""
         s = self.spacing_mm
-        cy -= float(self.y[0, 0]) - 0.5 * s  # coordinates relative to this grid's corner
-        cx -= float(self.x[0, 0]) - 0.5 * s
-        r0 = max(int((cy - radius) / s), 0)
-        r1 = min(int((cy + radius) / s) + 2, self.shape[0])
-        c0 = max(int((cx - radius) / s), 0)
-        c1 = min(int((cx + radius) / s) + 2, self.shape[1])
+        oy = float(self.y[0, 0]) - 0.5 * s  # this grid's corner
+        ox = float(self.x[0, 0]) - 0.5 * s
+        r0 = max(int((y_lo - oy) / s), 0)
+        r1 = min(int((y_hi - oy) / s) + 2, self.shape[0])
+        c0 = max(int((x_lo - ox) / s), 0)
+        c1 = min(int((x_hi - ox) / s) + 2, self.shape[1])
         return slice(r0, max(r0, r1)), slice(c0, max(c0, c1))
 
 
@@ -61,16 +65,23 @@ def _combine(out: np.ndarray, window: tuple[slice, slice], values: np.ndarray, u
         out[window] += values
 
 
-def ellipsoid_window(grid: Grid, cy: float, cx: float, ry: float, rx: float) -> tuple[slice, slice]:
-    """The index window an ``ellipsoid`` with these centre and semi-axes draws into."""
-    return grid.window(cy, cx, max(ry, rx) * 1.05)
+def ellipsoid_window(grid: Grid, cy: float, cx: float, ry: float, rx: float, angle_deg: float = 0.0
+                     ) -> tuple[slice, slice]:
+    """The index window an ``ellipsoid`` with these centre, semi-axes and angle draws into: its
+    bounding box (``rx`` lies along ``angle_deg``), with 5 % to spare."""
+    a = np.deg2rad(angle_deg)
+    half_y = 1.05 * float(np.hypot(rx * np.sin(a), ry * np.cos(a)))
+    half_x = 1.05 * float(np.hypot(rx * np.cos(a), ry * np.sin(a)))
+    return grid.box(cy - half_y, cy + half_y, cx - half_x, cx + half_x)
 
 
 def capsule_window(grid: Grid, p0: tuple[float, float], p1: tuple[float, float], r0: float, r1: float
                    ) -> tuple[slice, slice]:
-    """The index window a ``capsule`` from ``p0`` to ``p1`` with end radii ``r0``, ``r1`` draws into."""
+    """The index window a ``capsule`` from ``p0`` to ``p1`` with end radii ``r0``, ``r1`` draws into:
+    its bounding box (a long bone's shaft is a narrow strip, not the square around its length)."""
     (y0, x0), (y1, x1) = p0, p1
-    return grid.window((y0 + y1) / 2, (x0 + x1) / 2, float(np.hypot(y1 - y0, x1 - x0)) / 2 + max(r0, r1))
+    r = max(r0, r1)
+    return grid.box(min(y0, y1) - r, max(y0, y1) + r, min(x0, x1) - r, max(x0, x1) + r)
 
 
 def ellipsoid(grid: Grid, cy: float, cx: float, ry: float, rx: float, depth: float,
@@ -81,7 +92,7 @@ def ellipsoid(grid: Grid, cy: float, cx: float, ry: float, rx: float, depth: flo
     Adds into ``out`` (in place, windowed for speed) when given; ``union`` keeps the maximum instead.
     """
     out = grid.zeros() if out is None else out
-    rs, cs = ellipsoid_window(grid, cy, cx, ry, rx)
+    rs, cs = ellipsoid_window(grid, cy, cx, ry, rx, angle_deg)
     y = grid.y[rs] - np.float32(cy)
     x = grid.x[:, cs] - np.float32(cx)
     a = np.deg2rad(angle_deg)
@@ -148,10 +159,8 @@ def polyline_tube_local(grid: Grid, points: np.ndarray, radius: float, scale: fl
     """``polyline_tube`` inside its bounding box: (path lengths there, the box's index window)."""
     pts = np.asarray(points, dtype=np.float64)
     lo, hi = pts.min(axis=0), pts.max(axis=0)
-    cy, cx = float(lo[0] + hi[0]) / 2, float(lo[1] + hi[1]) / 2
     margin = radius * 1.05 + grid.spacing_mm
-    rs, _ = grid.window(cy, cx, float(hi[0] - lo[0]) / 2 + margin)
-    _, cs = grid.window(cy, cx, float(hi[1] - lo[1]) / 2 + margin)
+    rs, cs = grid.box(float(lo[0]) - margin, float(hi[0]) + margin, float(lo[1]) - margin, float(hi[1]) + margin)
     local = grid.crop(rs, cs)
     tube = local.zeros()
     for a, b in itertools.pairwise(pts):  # a union: joints are not counted twice
