@@ -1,23 +1,62 @@
 """Simulator throughput: radiographs per second (rendering + DICOM writing) on this machine.
 
-    python benchmarks/simulator_throughput.py [--n 20] [--workers 2]
+    python benchmarks/simulator_throughput.py [--n 20] [--workers 2] [--stages]
 
 Prints radiographs/s at native detector spacing (0.1-0.2 mm) and at the model grid (0.4 mm).
+``--stages`` then renders the native images again in this process under cProfile and prints
+the seconds per image spent in each stage (anatomy, lesions, exposure, processing, writing and
+its compression), so the remaining cost can be read off.
 """
 
 from __future__ import annotations
 
 import argparse
+import cProfile
+import pstats
 import tempfile
 import time
+from pathlib import Path
 
-from calcdx.datasets.simulator import simulate_dataset
+from calcdx.datasets.simulator import SimulationConfig, simulate_dataset
+
+STAGES: dict[str, tuple[str, str]] = {  # label: (file name ending, function name)
+    "anatomy (build_phantom)": ("anatomy.py", "build_phantom"),
+    "exposure (transmission, scatter, noise)": ("physics.py", "expose"),
+    "  of which primary transmission": ("transmission.py", "primary_transmission"),
+    "processing (log, window, style)": ("physics.py", "process"),
+    "DICOM writing": ("dicom_writer.py", "write_radiograph"),
+    "  of which JPEG 2000 encoding": ("utils.py", "encode_buffer"),
+    "masks (.npz)": ("_npyio_impl.py", "savez_compressed"),
+}
+
+
+def stage_seconds(n: int, seed: int = 99) -> dict[str, float]:
+    """Seconds per image in each stage for ``n`` native-spacing images rendered in this process."""
+    from calcdx.datasets.simulator.dataset import _job
+
+    cfg = SimulationConfig()
+    profile = cProfile.Profile()
+    with tempfile.TemporaryDirectory() as tmp:
+        _job((Path(tmp), seed, n, cfg))  # imports and caches outside the measurement
+        start = time.perf_counter()
+        profile.enable()
+        for index in range(n):
+            _job((Path(tmp), seed, index, cfg))
+        profile.disable()
+        total = time.perf_counter() - start
+    stats = pstats.Stats(profile).stats  # type: ignore[attr-defined]
+    seconds = {"total": total / n}
+    for label, (file_end, name) in STAGES.items():
+        seconds[label] = sum(cumulative for (file, _line, func), (_cc, _nc, _tt, cumulative, _callers) in stats.items()
+                             if func == name and file.endswith(file_end)) / n
+    return seconds
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--n", type=int, default=20)
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--stages", action="store_true", help="also print seconds per image per stage (1 process)")
     args = parser.parse_args()
     for label, spacing in (("native 0.1-0.2 mm", None), ("model grid 0.4 mm", 0.4)):
         with tempfile.TemporaryDirectory() as tmp:
@@ -25,6 +64,10 @@ def main() -> None:
             simulate_dataset(tmp, args.n, seed=99, workers=args.workers, spacing_mm=spacing)
             seconds = time.perf_counter() - start
         print(f"{label:20s} {args.n} radiographs, {args.workers} workers: {args.n / seconds:6.2f} radiographs/s")
+    if args.stages:
+        print(f"\nseconds per native image, one process, {args.n} images (cProfile adds a little):")
+        for label, value in stage_seconds(args.n).items():
+            print(f"  {label:42s} {value:6.3f}")
 
 
 if __name__ == "__main__":
