@@ -31,6 +31,9 @@ from calcdx.taxonomy import PATTERNS, Pattern, Region
 
 logger = logging.getLogger(__name__)
 
+Window = tuple[slice, slice]
+"""Row and column index ranges of a bounding box."""
+
 REGION_PATTERN_WEIGHTS: dict[Region, dict[Pattern, float]] = {
     Region.SHOULDER: {Pattern.HADD: 4, Pattern.CPPD: 1, Pattern.TUMORAL_CALCINOSIS: 1.5, Pattern.PHLEBOLITH: 0.5,
                       Pattern.MYOSITIS_OSSIFICANS: 1, Pattern.CALCINOSIS_UNIVERSALIS: 1},
@@ -82,7 +85,7 @@ class Case:
     dicom: dict[str, Any]
     labels: frozenset[Pattern]
     extras: dict[str, Any] = field(default_factory=dict)
-    mask_windows: list[tuple[slice, slice]] = field(default_factory=list)
+    mask_windows: list[Window] = field(default_factory=list)
     """Each mask's bounding box (the mask is False outside it)."""
 
 
@@ -179,9 +182,6 @@ def field_mask(mask: np.ndarray, body: Body, shutter_rows: int) -> np.ndarray | 
     full = np.zeros(mask.shape, dtype=bool)
     full[posed[1]] = posed[0]
     return full
-
-
-Window = tuple[slice, slice]
 
 
 def field_window(local: np.ndarray, window: Window, shape: tuple[int, int], body: Body, shutter_rows: int
