@@ -19,6 +19,7 @@ import numpy as np
 from calcdx.datasets.simulator.materials import Material
 from calcdx.datasets.simulator.shapes import (
     Grid,
+    Window,
     capsule,
     capsule_window,
     ellipsoid,
@@ -59,7 +60,7 @@ class Phantom:
             self.landmarks["_texture"] = texture
         return texture  # type: ignore[return-value]
 
-    def add(self, material: Material, thickness: np.ndarray, window: tuple[slice, slice] | None = None) -> None:
+    def add(self, material: Material, thickness: np.ndarray, window: Window | None = None) -> None:
         """Add path lengths of ``material``: a whole map, or the part of one inside ``window``."""
         if window is None:
             if material in self.maps:
@@ -86,7 +87,7 @@ class BoneBuilder:
         self._rows = (grid.shape[0], 0)
         self._cols = (grid.shape[1], 0)
 
-    def _cover(self, window: tuple[slice, slice]) -> None:
+    def _cover(self, window: Window) -> None:
         rows, cols = window
         self._rows = (min(self._rows[0], rows.start), max(self._rows[1], rows.stop))
         self._cols = (min(self._cols[0], cols.start), max(self._cols[1], cols.stop))

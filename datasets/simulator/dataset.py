@@ -25,14 +25,11 @@ from calcdx.datasets.simulator.lesion import Lesion
 from calcdx.datasets.simulator.look_alikes import NEGATIVE_RENDERERS
 from calcdx.datasets.simulator.patterns import PATTERN_RENDERERS
 from calcdx.datasets.simulator.physics import Acquisition, collimated_rows, expose, process
-from calcdx.datasets.simulator.shapes import Grid
+from calcdx.datasets.simulator.shapes import Grid, Window
 from calcdx.errors import ConfigError
 from calcdx.taxonomy import PATTERNS, Pattern, Region
 
 logger = logging.getLogger(__name__)
-
-Window = tuple[slice, slice]
-"""Row and column index ranges of a bounding box."""
 
 REGION_PATTERN_WEIGHTS: dict[Region, dict[Pattern, float]] = {
     Region.SHOULDER: {Pattern.HADD: 4, Pattern.CPPD: 1, Pattern.TUMORAL_CALCINOSIS: 1.5, Pattern.PHLEBOLITH: 0.5,

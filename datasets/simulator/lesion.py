@@ -15,6 +15,7 @@ import numpy as np
 
 from calcdx.datasets.simulator.anatomy import Phantom
 from calcdx.datasets.simulator.materials import Material
+from calcdx.datasets.simulator.shapes import Window
 from calcdx.findings import Morphology
 from calcdx.taxonomy import LocationClass, Pattern
 
@@ -32,7 +33,7 @@ class Lesion:
     visibility: str
     morphology: tuple[Morphology, ...] = ()
     extra: dict[str, float | str] = field(default_factory=dict)
-    window: tuple[slice, slice] = (slice(0, 0), slice(0, 0))
+    window: Window = (slice(0, 0), slice(0, 0))
     """Where ``thickness`` lies on the phantom's grid: the bounding box of the deposit."""
 
     @property
@@ -75,7 +76,7 @@ def soft_point(
     return (rows[k] * step * s + rng.uniform(0, step * s), cols[k] * step * s + rng.uniform(0, step * s))
 
 
-def support(thickness: np.ndarray) -> tuple[slice, slice]:
+def support(thickness: np.ndarray) -> Window:
     """The bounding box of the non-zero part of ``thickness`` (empty slices when there is none)."""
     rows = np.flatnonzero(thickness.any(axis=1))
     if rows.size == 0:

@@ -12,6 +12,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+Window = tuple[slice, slice]
+"""Row and column index ranges of a bounding box."""
+
 
 @dataclass(frozen=True)
 class Grid:
@@ -40,11 +43,7 @@ class Grid:
         """The part of this grid inside an index window (same coordinates)."""
         return Grid(y=self.y[rows], x=self.x[:, cols], spacing_mm=self.spacing_mm)
 
-    def window(self, cy: float, cx: float, radius: float) -> tuple[slice, slice]:
-        """Index window around (cy, cx) of half-size ``radius`` mm, clipped to the grid."""
-        return self.box(cy - radius, cy + radius, cx - radius, cx + radius)
-
-    def box(self, y_lo: float, y_hi: float, x_lo: float, x_hi: float) -> tuple[slice, slice]:
+    def box(self, y_lo: float, y_hi: float, x_lo: float, x_hi: float) -> Window:
         """Index window holding the rectangle [y_lo, y_hi] x [x_lo, x_hi] mm, clipped to the grid."""
         s = self.spacing_mm
         oy = float(self.y[0, 0]) - 0.5 * s  # this grid's corner
@@ -56,7 +55,7 @@ class Grid:
         return slice(r0, max(r0, r1)), slice(c0, max(c0, c1))
 
 
-def _combine(out: np.ndarray, window: tuple[slice, slice], values: np.ndarray, union: bool) -> None:
+def _combine(out: np.ndarray, window: Window, values: np.ndarray, union: bool) -> None:
     """Add ``values`` into ``out[window]``, or keep the larger of the two (``union``: one solid
     made of overlapping parts, whose overlaps must not count twice)."""
     if union:
@@ -66,7 +65,7 @@ def _combine(out: np.ndarray, window: tuple[slice, slice], values: np.ndarray, u
 
 
 def ellipsoid_window(grid: Grid, cy: float, cx: float, ry: float, rx: float, angle_deg: float = 0.0
-                     ) -> tuple[slice, slice]:
+                     ) -> Window:
     """The index window an ``ellipsoid`` with these centre, semi-axes and angle draws into: its
     bounding box (``rx`` lies along ``angle_deg``), with 5 % to spare."""
     a = np.deg2rad(angle_deg)
@@ -76,7 +75,7 @@ def ellipsoid_window(grid: Grid, cy: float, cx: float, ry: float, rx: float, ang
 
 
 def capsule_window(grid: Grid, p0: tuple[float, float], p1: tuple[float, float], r0: float, r1: float
-                   ) -> tuple[slice, slice]:
+                   ) -> Window:
     """The index window a ``capsule`` from ``p0`` to ``p1`` with end radii ``r0``, ``r1`` draws into:
     its bounding box (a long bone's shaft is a narrow strip, not the square around its length)."""
     (y0, x0), (y1, x1) = p0, p1
@@ -155,7 +154,7 @@ def polyline_tube(grid: Grid, points: np.ndarray, radius: float, out: np.ndarray
 
 
 def polyline_tube_local(grid: Grid, points: np.ndarray, radius: float, scale: float = 1.0,
-                        depth_ratio: float = 1.0) -> tuple[np.ndarray, tuple[slice, slice]]:
+                        depth_ratio: float = 1.0) -> tuple[np.ndarray, Window]:
     """``polyline_tube`` inside its bounding box: (path lengths there, the box's index window)."""
     pts = np.asarray(points, dtype=np.float64)
     lo, hi = pts.min(axis=0), pts.max(axis=0)
