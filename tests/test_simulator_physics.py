@@ -143,6 +143,7 @@ def test_smooth_noise_drawn_coarse_keeps_the_gaussian_correlation(sigma: float) 
 def test_a_mask_posed_in_its_window_matches_the_whole_frame_posed(laterality: str, rotation: float) -> None:
     from calcdx.datasets.simulator.anatomy import Body
     from calcdx.datasets.simulator.dataset import _transform, field_window
+    from calcdx.datasets.simulator.lesion import support
 
     body = Body(habitus=1.0, fat_fraction=0.3, bone_density=1.0, view="AP", laterality=laterality,
                 rotation_deg=rotation)
@@ -152,8 +153,7 @@ def test_a_mask_posed_in_its_window_matches_the_whole_frame_posed(laterality: st
         thickness = ellipsoid(grid, rng.uniform(20, 130), rng.uniform(20, 100), rng.uniform(1, 8), rng.uniform(1, 8),
                               3.0, rng.uniform(0, 180))
         mask = thickness > 0.3
-        rows, cols = np.flatnonzero(mask.any(1)), np.flatnonzero(mask.any(0))
-        window = (slice(rows[0], rows[-1] + 1), slice(cols[0], cols[-1] + 1))
+        window = support(mask)
         posed = field_window(mask[window], window, mask.shape, body, shutter_rows=40)
         whole = _transform(mask, body, 0)
         whole[:40] = whole[-40:] = False

@@ -21,7 +21,7 @@ import numpy as np
 from calcdx.datasets.manifest import ManifestRow, write_manifest
 from calcdx.datasets.simulator.anatomy import REGION_SIZE_MM, Body, Phantom, build_phantom
 from calcdx.datasets.simulator.dicom_writer import write_radiograph
-from calcdx.datasets.simulator.lesion import Lesion
+from calcdx.datasets.simulator.lesion import Lesion, support
 from calcdx.datasets.simulator.look_alikes import NEGATIVE_RENDERERS
 from calcdx.datasets.simulator.patterns import PATTERN_RENDERERS
 from calcdx.datasets.simulator.physics import Acquisition, collimated_rows, expose, process
@@ -170,8 +170,6 @@ model that invisible phleboliths exist (2 of the 40 test phleboliths, both score
 def field_mask(mask: np.ndarray, body: Body, shutter_rows: int) -> np.ndarray | None:
     """``mask`` posed like the image and cut to the open field; None when less than
     ``FIELD_FRACTION_MIN`` of its area is left there."""
-    from calcdx.datasets.simulator.lesion import support
-
     window = support(mask)
     posed = field_window(mask[window], window, mask.shape, body, shutter_rows)
     if posed is None:
