@@ -76,7 +76,7 @@ def open_dicom(path: str | os.PathLike[str], *, stop_before_pixels: bool = False
             warnings.simplefilter("always")
             ds = pydicom.dcmread(source, stop_before_pixels=stop_before_pixels, defer_size=DEFER_SIZE)
     except InvalidDicomError as exc:
-        raise NotDicomError(f"not a DICOM file ({exc})", path=source) from exc
+        raise NotDicomError(_not_dicom_reason(source, exc), path=source) from exc
     except RecursionError as exc:
         raise NestingTooDeepError("sequences are nested too deeply to parse", path=source) from exc
     except MemoryError as exc:
@@ -91,6 +91,16 @@ def open_dicom(path: str | os.PathLike[str], *, stop_before_pixels: bool = False
         raise TruncatedPixelDataError(f"file ends early ({ended_early[0]})", path=source)
     check_nesting(ds, source)
     return ds
+
+
+def _not_dicom_reason(source: str, exc: InvalidDicomError) -> str:
+    """Why pydicom refused ``source``, in the reader's words (pydicom's own message advises
+    ``force=True``, which is not the user's to pass)."""
+    size = os.path.getsize(source)
+    if size == 0:
+        return "not a DICOM file: the file is empty (0 bytes)"
+    detail = str(exc).replace(" Use force=True to force reading.", "").strip()
+    return f"not a DICOM file ({size} bytes): {detail}"
 
 
 def sequence_depth(ds: Dataset, limit: int = MAX_SEQUENCE_DEPTH) -> int:

@@ -218,8 +218,13 @@ def test_multiframe_gives_one_radiograph_per_frame() -> None:
 def test_not_dicom_truncated_and_bomb(tmp_path: Path) -> None:
     text = tmp_path / "notes.txt"
     text.write_text("hello")
-    with pytest.raises(NotDicomError, match=r"notes\.txt"):
+    with pytest.raises(NotDicomError, match=r"notes\.txt") as refused:
         read_radiograph(text)
+    assert "(5 bytes)" in str(refused.value) and "force=True" not in str(refused.value)
+    empty = tmp_path / "empty.dcm"
+    empty.write_bytes(b"")
+    with pytest.raises(NotDicomError, match=r"the file is empty \(0 bytes\)"):
+        read_radiograph(empty)
     with pytest.raises(NotDicomError, match="no such file"):
         read_radiograph(tmp_path / "missing.dcm")
     ds = small_radiograph()
