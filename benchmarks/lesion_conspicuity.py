@@ -4,12 +4,10 @@
 
 ``PREDICTIONS.csv`` is the ``predictions.csv`` that ``calcdx evaluate`` wrote for a simulated set; the
 set is rendered again here from its seed (the simulator is deterministic), once as written and once
-as its twin without the patterns (same anatomy, look-alikes and noise draws).  The difference of the
-two processed images is each pattern lesion's own signal.  Its conspicuity is the 90th percentile of
-that signal's magnitude inside the lesion's mask over the standard deviation of the twin's fine detail
-(the image minus a Gaussian of sigma 2 px: quantum noise and trabecular texture) in a 30-pixel margin
-around it.  Printed: the images' model probability for the pattern per conspicuity band, the lowest
-scored positives, and macro AUROC with the images whose positive lies below a conspicuity cut left out.
+as its twin without the patterns, and each labelled lesion gets its conspicuity
+(``calcdx.datasets.simulator.conspicuity``: its own peak signal over the fine detail around it).
+Printed: the images' model probability for the pattern per conspicuity band, the lowest scored
+positives, and macro AUROC with the images whose positive lies below a conspicuity cut left out.
 """
 
 from __future__ import annotations
@@ -19,16 +17,14 @@ import multiprocessing as mp
 import re
 from dataclasses import dataclass
 
-import cv2
 import numpy as np
 import pandas as pd
 from sklearn.metrics import roc_auc_score
 
-from calcdx.datasets.simulator.dataset import SimulationConfig, render_case
+from calcdx.datasets.simulator.conspicuity import pattern_conspicuity
+from calcdx.datasets.simulator.dataset import SimulationConfig
 from calcdx.taxonomy import PATTERNS
 
-MARGIN_PX = 30
-DETAIL_SIGMA_PX = 2.0
 BANDS = ((0.0, 2.0), (2.0, 4.0), (4.0, 8.0), (8.0, 16.0), (16.0, np.inf))
 
 
@@ -39,26 +35,8 @@ class Job:
     config: SimulationConfig
 
 
-def conspicuity(signal: np.ndarray, background: np.ndarray, mask: np.ndarray) -> float:
-    """Peak signal in ``mask`` over the fine-detail fluctuation of ``background`` around it."""
-    rows, cols = np.nonzero(mask)
-    r0, c0 = max(int(rows.min()) - MARGIN_PX, 0), max(int(cols.min()) - MARGIN_PX, 0)
-    r1, c1 = int(rows.max()) + MARGIN_PX + 1, int(cols.max()) + MARGIN_PX + 1
-    local = np.ascontiguousarray(background[r0:r1, c0:c1], dtype=np.float32)
-    detail = local - cv2.GaussianBlur(local, (0, 0), DETAIL_SIGMA_PX)
-    fluctuation = float(detail[~mask[r0:r1, c0:c1]].std())
-    peak = float(np.percentile(np.abs(signal[mask]), 90))
-    return peak / max(fluctuation, 1e-12)
-
-
 def measure(job: Job) -> list[tuple[int, str, float]]:
-    case = render_case(job.seed, job.index, job.config)
-    if not case.labels:
-        return []
-    twin = render_case(job.seed, job.index, job.config, drop_patterns=True)
-    signal = case.image.astype(np.float32) - twin.image.astype(np.float32)
-    return [(job.index, lesion.kind, conspicuity(signal, twin.image, mask))
-            for lesion, mask in zip(case.lesions, case.masks, strict=True) if lesion.is_pattern]
+    return [(job.index, lesion.kind, value) for lesion, value in pattern_conspicuity(job.seed, job.index, job.config)]
 
 
 def main() -> None:

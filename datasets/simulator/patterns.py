@@ -133,7 +133,7 @@ def cppd(ph: Phantom, rng: np.random.Generator, visibility: str) -> Lesion:
         )
     name, (ty, tx), direction = pick(rng, ph.landmarks["tendons"])  # type: ignore[misc]
     curve = smooth_curve(rng, (ty, tx), direction, rng.uniform(12, 30), n=8, wiggle_deg=4)
-    t = polyline_tube(g, curve, rng.uniform(0.3, 0.6), depth_ratio=rng.uniform(4, 8)) * 0.4 * v
+    t = polyline_tube(g, curve, rng.uniform(0.3, 0.6), depth_ratio=rng.uniform(8, 14)) * 0.6 * v
     return make_lesion(
         ph,
         Pattern.CPPD,
