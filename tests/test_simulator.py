@@ -262,7 +262,7 @@ def test_conspicuity_is_peak_signal_over_the_fine_detail_around_it() -> None:
     mask = np.zeros((120, 120), dtype=bool)
     mask[55:65, 55:65] = True
     signal = np.where(mask, np.float32(0.05), np.float32(0.0))
-    # white noise keeps about exp(-...) of its variance above a 2-px Gaussian: the ratio is 0.05 / (~0.0095)
+    # white noise minus its Gaussian blur (s = 2 px) keeps 1 - 3 / (4 pi s^2) = 0.94 of its variance: 0.05 / 0.0097
     assert 4.5 < conspicuity(signal, background, mask) < 6.0
     assert conspicuity(signal * 2, background, mask) == pytest.approx(2 * conspicuity(signal, background, mask))
 
