@@ -100,7 +100,7 @@ def preprocess(row: ManifestRow, spacing_mm: float, use_masks: bool = True,
             try:
                 with np.load(cache_file) as data:
                     image = data["image"].astype(np.float32)
-                    masks = data["masks"] if "masks" in data.files else None
+                    masks = _cached_masks(data)
                 return image, masks
             except (OSError, ValueError, KeyError):
                 logger.warning("ignoring unreadable cache file %s", cache_file)
@@ -116,6 +116,14 @@ def preprocess(row: ManifestRow, spacing_mm: float, use_masks: bool = True,
     return image, masks
 
 
+def _cached_masks(data: Any) -> np.ndarray | None:
+    """Masks from an open cache file: bit-packed (current) or uint8 (caches written before)."""
+    if "masks_bits" in data.files:
+        shape = tuple(int(n) for n in data["masks_shape"])
+        return np.unpackbits(data["masks_bits"], count=int(np.prod(shape))).reshape(shape)
+    return data["masks"] if "masks" in data.files else None
+
+
 def _write_cache(cache_file: Path, image: np.ndarray, masks: np.ndarray | None) -> None:
     """Store one preprocessed image atomically; a full or unwritable disk only costs the cache.
 
@@ -124,8 +132,9 @@ def _write_cache(cache_file: Path, image: np.ndarray, masks: np.ndarray | None) 
     """
     tmp = cache_file.with_suffix(f".{os.getpid()}.tmp.npz")
     arrays: dict[str, Any] = {"image": image.astype(np.float16)}
-    if masks is not None:
-        arrays["masks"] = masks
+    if masks is not None:  # bit-packed: a sixth of the disk the uint8 masks took
+        arrays["masks_bits"] = np.packbits(masks.astype(bool), axis=None)
+        arrays["masks_shape"] = np.asarray(masks.shape, dtype=np.int64)
     try:
         cache_file.parent.mkdir(parents=True, exist_ok=True)
         np.savez(tmp, **arrays)
@@ -140,10 +149,42 @@ def _write_cache(cache_file: Path, image: np.ndarray, masks: np.ndarray | None) 
 _cache_failures: list[str] = []
 
 
-def _pack(image: np.ndarray, masks: np.ndarray | None) -> tuple[np.ndarray, np.ndarray | None]:
-    """Compact in-memory form: float16 image, bit-packed masks."""
-    packed = np.packbits(masks.astype(bool), axis=-1) if masks is not None else None
-    return image.astype(np.float16), packed
+class PackedMasks:
+    """Class masks [C, h, w] kept as the bit-packed box around their nonzero pixels.
+
+    Lesions cover a small part of a radiograph, so this is a few kilobytes where the
+    bit-packed full masks were a quarter of the float16 image: it lets a training run hold
+    a third more images in the same memory.
+    """
+
+    __slots__ = ("bits", "box", "shape")
+
+    def __init__(self, masks: np.ndarray) -> None:
+        self.shape = tuple(int(n) for n in masks.shape)
+        rows = np.flatnonzero(masks.any(axis=(0, 2)))
+        cols = np.flatnonzero(masks.any(axis=(0, 1)))
+        if rows.size == 0:
+            self.box = (0, 0, 0, 0)
+            self.bits = np.zeros(0, dtype=np.uint8)
+        else:
+            self.box = (int(rows[0]), int(cols[0]), int(rows[-1]) + 1, int(cols[-1]) + 1)
+            r0, c0, r1, c1 = self.box
+            self.bits = np.packbits(masks[:, r0:r1, c0:c1].astype(bool), axis=None)
+
+    def unpack(self) -> np.ndarray:
+        """The uint8 masks [C, h, w]."""
+        masks = np.zeros(self.shape, dtype=np.uint8)
+        r0, c0, r1, c1 = self.box
+        if r1 > r0:
+            inner = (self.shape[0], r1 - r0, c1 - c0)
+            count = int(np.prod(inner))
+            masks[:, r0:r1, c0:c1] = np.unpackbits(self.bits, count=count).reshape(inner)
+        return masks
+
+
+def _pack(image: np.ndarray, masks: np.ndarray | None) -> tuple[np.ndarray, PackedMasks | None]:
+    """Compact in-memory form: float16 image, masks as ``PackedMasks``."""
+    return image.astype(np.float16), (PackedMasks(masks) if masks is not None else None)
 
 
 def _place(array: np.ndarray, size: int, r0: int, c0: int) -> np.ndarray:
@@ -186,8 +227,8 @@ class ManifestDataset(Dataset[dict[str, Any]]):
         self.seed = seed
         self.lesion_crop_p = lesion_crop_p
         self.epoch = 0
-        # image as float16, masks bit-packed along the last axis: ~1/8 of the uint8 size
-        self._memory: dict[int, tuple[np.ndarray, np.ndarray | None]] = {}
+        # image as float16, masks as the bit-packed box around their lesions
+        self._memory: dict[int, tuple[np.ndarray, PackedMasks | None]] = {}
 
     def set_epoch(self, epoch: int) -> None:
         """Make the random draws of this epoch (call before each epoch)."""
@@ -202,7 +243,7 @@ class ManifestDataset(Dataset[dict[str, Any]]):
             image, masks = preprocess(self.rows[index], self.spacing_mm, self.use_masks, self.cache_dir)
             self._memory[index] = _pack(image, masks)
         image16, packed = self._memory[index]
-        masks = np.unpackbits(packed, axis=-1, count=image16.shape[-1]) if packed is not None else None
+        masks = packed.unpack() if packed is not None else None
         return image16.astype(np.float32), masks
 
     def preload(self, progress: bool = False, workers: int = 0) -> None:

@@ -122,3 +122,39 @@ def test_a_cache_that_cannot_be_written_only_costs_the_cache(tmp_path: Path, mon
     assert not list(cache.glob("*"))  # no partial file left behind
     warnings = [r for r in caplog.records if "not caching" in r.getMessage() and r.levelname == "WARNING"]
     assert len(warnings) == 1 and "No space left on device" in warnings[0].getMessage()
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_packed_masks_give_back_the_masks(seed: int) -> None:
+    """Masks are held as the bit-packed box around their lesions; unpacking restores them exactly."""
+    from calcdx.datasets.torch_dataset import PackedMasks
+
+    rng = np.random.default_rng(seed)
+    masks = np.zeros((6, 97, 131), dtype=np.uint8)
+    for _ in range(int(rng.integers(1, 4))):
+        c, r, k = int(rng.integers(6)), int(rng.integers(0, 90)), int(rng.integers(0, 120))
+        masks[c, r:r + int(rng.integers(1, 20)), k:k + int(rng.integers(1, 30))] = 1
+    packed = PackedMasks(masks)
+    np.testing.assert_array_equal(packed.unpack(), masks)
+    assert packed.bits.nbytes < masks.size // 8
+    empty = np.zeros((6, 10, 12), dtype=np.uint8)
+    np.testing.assert_array_equal(PackedMasks(empty).unpack(), empty)
+
+
+def test_the_cache_returns_what_preprocessing_made_and_reads_older_caches(tmp_path: Path) -> None:
+    from calcdx.datasets import torch_dataset
+
+    rows = read_manifest(make_tiny_dataset(tmp_path / "d", n=3))
+    cache = tmp_path / "cache"
+    for row in rows:
+        image, masks = torch_dataset.preprocess(row, 0.6, True, None)
+        torch_dataset.preprocess(row, 0.6, True, cache)  # writes
+        cache_file = cache / f"{torch_dataset._cache_key(row, 0.6, True)}.npz"
+        with np.load(cache_file) as data:
+            assert "masks" not in data.files  # bit-packed on disk
+        for _ in range(2):
+            got_image, got_masks = torch_dataset.preprocess(row, 0.6, True, cache)
+            np.testing.assert_array_equal(got_image, image.astype(np.float16).astype(np.float32))
+            np.testing.assert_array_equal(got_masks, masks)
+            # a cache written before masks were packed still reads
+            np.savez(cache_file, image=image.astype(np.float16), masks=masks)
