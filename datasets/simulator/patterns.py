@@ -46,12 +46,12 @@ def hadd(ph: Phantom, rng: np.random.Generator, visibility: str) -> Lesion:
             width,
             direction + rng.normal(0, 20),
             out=t,
-            scale=0.22 * v,
+            scale=0.38 * v,
         )
         del k
     tail = length * rng.uniform(1.2, 2.2)
     end = (ty + np.sin(a) * tail, tx + np.cos(a) * tail)
-    capsule(ph.grid, (ty, tx), end, width * 0.7, 0.3, out=t, scale=0.12 * v)
+    capsule(ph.grid, (ty, tx), end, width * 0.7, 0.3, out=t, scale=0.2 * v)
     t = blur(t, 0.8 / ph.grid.spacing_mm)
     return make_lesion(
         ph,
