@@ -14,7 +14,7 @@ from calcdx.training.calibration import (
     threshold_for_specificity,
 )
 from calcdx.training.losses import balanced_pos_weight
-from calcdx.training.metrics import compute_metrics, expected_calibration_error, sens_spec, sigmoid
+from calcdx.training.metrics import bootstrap_auroc, compute_metrics, expected_calibration_error, sens_spec, sigmoid
 
 
 def _scores(n: int = 4000, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -109,3 +109,39 @@ def test_temperature_and_offsets_undo_a_prior_shift() -> None:
         after = model(x)
     assert torch.allclose(after.logits, before.logits - torch.tensor([1.0, -0.5]), atol=1e-5)
     assert torch.allclose(after.maps, before.maps - torch.tensor([1.0, -0.5]).view(1, 2, 1, 1), atol=1e-5)
+
+
+def test_bootstrap_intervals_cover_the_auroc_and_narrow_with_more_patients() -> None:
+    rng = np.random.default_rng(0)
+    classes = ["a", "b", "never"]
+
+    def sample(n: int) -> tuple[np.ndarray, np.ndarray]:
+        labels = np.zeros((n, 3), dtype=np.float32)
+        labels[:, :2] = rng.random((n, 2)) < 0.2
+        probs = np.clip(0.3 * labels + 0.5 * rng.random((n, 3)), 0, 1)
+        return labels, probs
+
+    widths = []
+    for n in (200, 2000):
+        labels, probs = sample(n)
+        ci = bootstrap_auroc(labels, probs, classes, [f"P{i}" for i in range(n)], n_resamples=300)
+        for c, name in enumerate(classes[:2]):
+            low, high = ci["per_class"][name]
+            assert low <= roc_auc_score(labels[:, c], probs[:, c]) <= high
+        assert ci["per_class"]["never"] is None  # no positives: no AUROC, no interval
+        low, high = ci["macro_auroc"]
+        widths.append(high - low)
+    assert widths[1] < widths[0] / 2  # ~1/sqrt(10) of the width
+
+
+def test_bootstrap_resamples_patients_not_images() -> None:
+    """Ten copies of each patient's image must not look like ten times the evidence."""
+    rng = np.random.default_rng(1)
+    n = 100
+    labels = (rng.random((n, 1)) < 0.3).astype(np.float32)
+    probs = np.clip(0.3 * labels + 0.6 * rng.random((n, 1)), 0, 1)
+    patients = [f"P{i}" for i in range(n)]
+    once = bootstrap_auroc(labels, probs, ["a"], patients, n_resamples=400, seed=2)["macro_auroc"]
+    tenfold = bootstrap_auroc(np.repeat(labels, 10, 0), np.repeat(probs, 10, 0), ["a"],
+                              [p for p in patients for _ in range(10)], n_resamples=400, seed=2)["macro_auroc"]
+    assert tenfold[1] - tenfold[0] == pytest.approx(once[1] - once[0], rel=0.25)

@@ -100,3 +100,51 @@ def compute_metrics(labels: np.ndarray, probs: np.ndarray, classes: Sequence[str
         "brier": float(np.mean((probs - labels) ** 2)) if labels.size else float("nan"),
         "per_class": per,
     }
+
+
+def bootstrap_auroc(labels: np.ndarray, probs: np.ndarray, classes: Sequence[str], groups: Sequence[str],
+                    n_resamples: int = 1000, seed: int = 0, level: float = 0.95) -> dict[str, Any]:
+    """Percentile bootstrap intervals of per-class and macro AUROC, resampling whole patients.
+
+    Images of one patient are not independent, so ``groups`` (patient ids) are drawn with
+    replacement and each brings all its images.  A resample in which a class lacks positives
+    or negatives gives no AUROC for that class; a macro value is taken only from resamples in
+    which every class that has an AUROC on the full set has one.
+
+    Returns a JSON-ready dict: ``level``, ``n_resamples``, ``macro_auroc`` [low, high] and
+    ``per_class`` {name: [low, high]} (null where the class has no AUROC).
+    """
+    from sklearn.metrics import roc_auc_score
+
+    labels = np.asarray(labels)
+    probs = np.asarray(probs, dtype=np.float64)
+    _, group_index = np.unique(np.asarray(groups, dtype=str), return_inverse=True)
+    members = [np.flatnonzero(group_index == g) for g in range(int(group_index.max()) + 1)] if len(groups) else []
+    scorable = [c for c in range(len(classes)) if 0 < labels[:, c].sum() < labels.shape[0]]
+    rng = np.random.default_rng(seed)
+    values = np.full((n_resamples, len(classes)), np.nan)
+    for b in range(n_resamples if members else 0):
+        picked = rng.integers(0, len(members), size=len(members))
+        index = np.concatenate([members[g] for g in picked])
+        for c in scorable:
+            y = labels[index, c]
+            if 0 < y.sum() < y.size:
+                values[b, c] = roc_auc_score(y, probs[index, c])
+    tail = 100.0 * (1.0 - level) / 2.0
+
+    def interval(samples: np.ndarray) -> list[float] | None:
+        samples = samples[np.isfinite(samples)]
+        if samples.size == 0:
+            return None
+        low, high = np.percentile(samples, [tail, 100.0 - tail])
+        return [float(low), float(high)]
+
+    complete = np.all(np.isfinite(values[:, scorable]), axis=1) if scorable else np.zeros(n_resamples, bool)
+    macro = values[complete][:, scorable].mean(axis=1) if complete.any() else np.array([])
+    return {
+        "level": level,
+        "n_resamples": n_resamples,
+        "resampled": "patients",
+        "macro_auroc": interval(macro),
+        "per_class": {name: interval(values[:, c]) for c, name in enumerate(classes)},
+    }

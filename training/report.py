@@ -24,7 +24,7 @@ from calcdx.models.ood import ood_score
 from calcdx.models.ood import thresholds as ood_thresholds
 from calcdx.taxonomy import PATTERNS
 from calcdx.training.loop import evaluate
-from calcdx.training.metrics import compute_metrics, reliability_curve, sigmoid
+from calcdx.training.metrics import bootstrap_auroc, compute_metrics, reliability_curve, sigmoid
 from calcdx.training.trainer import _eval_loader
 
 logger = logging.getLogger(__name__)
@@ -120,9 +120,10 @@ def plot_reliability(labels: np.ndarray, probs: np.ndarray, path: Path, ece: flo
 
 def evaluate_model(model_dir: str | Path, manifest: str | Path, out_dir: str | Path, *,
                    device: str = "cpu", cache_dir: str | Path | None = None, num_workers: int = 0,
-                   group_by: Sequence[str] = ()) -> dict[str, Any]:
+                   group_by: Sequence[str] = (), bootstrap: int = 1000) -> dict[str, Any]:
     """Evaluate a saved model on a manifest; write ``report.json``, ``predictions.csv``,
-    ``roc_curves.png`` and ``reliability.png`` into ``out_dir``.
+    ``roc_curves.png`` and ``reliability.png`` into ``out_dir``.  ``bootstrap`` resamples of the
+    patients give 95 % intervals of the AUROCs (``metrics["ci95"]``; 0: none).
 
     Raises:
         ModelIntegrityError: the model fails its checks.  ManifestError: bad manifest.
@@ -138,6 +139,8 @@ def evaluate_model(model_dir: str | Path, manifest: str | Path, out_dir: str | P
     probs = sigmoid(res.logits / card.temperature)
     classes = list(card.classes)
     metrics = compute_metrics(labels, probs, classes, card.thresholds)
+    if bootstrap > 0:
+        metrics["ci95"] = bootstrap_auroc(labels, probs, classes, [r.patient_id for r in rows], bootstrap)
     dist = ood_score(res.features, card.ood)
     thr, refuse = ood_thresholds(card.ood)
     definite = _calls(probs, card, "definite")

@@ -22,6 +22,8 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--workers", type=int, default=0, help="DataLoader worker processes")
     parser.add_argument("--group-by", action="append", default=[], metavar="COLUMN",
                         help="also report metrics per value of a manifest column (repeatable)")
+    parser.add_argument("--bootstrap", type=int, default=1000, metavar="N",
+                        help="patient-level bootstrap resamples for 95%% AUROC intervals (default 1000; 0: none)")
     parser.add_argument("--attach", metavar="KEY", default=None,
                         help="also store the metrics in the model card under metrics[KEY] (e.g. test)")
     parser.set_defaults(func=run)
@@ -33,9 +35,10 @@ def run(args: argparse.Namespace) -> int:
 
     model_dir = shipped_model_dir() if args.model_dir == "shipped" else args.model_dir
     report = evaluate_model(model_dir, args.manifest, args.out, device=args.device, cache_dir=args.cache_dir,
-                            num_workers=args.workers, group_by=args.group_by)
+                            num_workers=args.workers, group_by=args.group_by, bootstrap=args.bootstrap)
     m = report["metrics"]
-    summary = {"macro_auroc": m["macro_auroc"], "macro_ap": m["macro_ap"], "ece": m["ece"],
+    summary = {"macro_auroc": m["macro_auroc"], "macro_auroc_ci95": m.get("ci95", {}).get("macro_auroc"),
+               "macro_ap": m["macro_ap"], "ece": m["ece"],
                "brier": m["brier"],
                "auroc": {k: v["auroc"] for k, v in m["per_class"].items()},
                "hard_negative_definite_rate": report["hard_negatives"]["any_definite_rate"],
