@@ -109,6 +109,7 @@ def bony_spur(ph: Phantom, rng: np.random.Generator, visibility: str) -> Lesion:
         base = (cy + ry * 0.9 * np.sin(ang), cx + rx * 0.9 * np.cos(ang))
         tip = (cy + (ry + rng.uniform(3, 7)) * np.sin(ang + 0.15), cx + (rx + rng.uniform(3, 7)) * np.cos(ang + 0.15))
         kind, site = HardNegative.OSTEOPHYTE, "joint margin"
+        radius = rng.uniform(1.5, 3.0)
     else:
         name, (ty, tx), direction = pick(rng, ph.landmarks["tendons"])  # type: ignore[misc]
         edge = bone_edge(ph, (ty, tx))
@@ -122,10 +123,7 @@ def bony_spur(ph: Phantom, rng: np.random.Generator, visibility: str) -> Lesion:
         length = 1.0 + 2.2 * radius  # 4.3-7.6 mm beyond the cortex (no extra draw: later lesions keep theirs)
         base = (ey - uy * 2.5, ex - ux * 2.5)  # rooted inside the cortex: continuous with the bone
         tip = (ey + uy * length, ex + ux * length)
-        t = capsule(g, base, tip, radius, 0.4, depth_ratio=2.0) * 0.9
-        return make_lesion(ph, kind, Material.CORTICAL_BONE, t, LocationClass.PERIARTICULAR, site, "spur",
-                           visibility, (Morphology.CONTINUOUS_WITH_BONE,))
-    t = capsule(g, base, tip, rng.uniform(1.5, 3.0), 0.4, depth_ratio=2.0) * 0.9
+    t = capsule(g, base, tip, radius, 0.4, depth_ratio=2.0) * 0.9
     return make_lesion(
         ph,
         kind,
