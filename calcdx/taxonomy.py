@@ -43,6 +43,13 @@ class HardNegative(StrEnum):
     LEAD_MARKER = "lead_marker"
 
 
+LOOK_ALIKE_GROUPS: tuple[str, ...] = ("arterial", "bony_spur", "osteochondromatosis", "gout_tophus", "cysticercosis",
+                                      "injection_granuloma", "foreign_body", "skin_fold")
+"""The simulator's look-alike renderers, drawn at random (``calcdx simulate --look-alikes``); one
+renderer may draw several kinds (``arterial``: intimal or medial; ``bony_spur``: enthesophyte or
+osteophyte; ``foreign_body``: foreign body or jewellery).  The lead marker is drawn apart."""
+
+
 class LocationClass(StrEnum):
     """Where a finding sits, as the rule layer needs it (seed 003's organisation)."""
 

@@ -63,6 +63,23 @@ def test_same_seed_same_files_whatever_the_worker_count(small_set: Path, tmp_pat
     assert rows_a == rows_b
 
 
+def test_look_alike_options_choose_how_often_and_which(tmp_path: Path) -> None:
+    heavy = simulate_dataset(tmp_path / "heavy", 8, seed=5, spacing_mm=0.8, hard_negative_rate=1.0,
+                             look_alikes=["injection_granuloma"])
+    none = simulate_dataset(tmp_path / "none", 8, seed=5, spacing_mm=0.8, hard_negative_rate=0.0)
+    look_alikes = {}
+    for name, manifest in (("heavy", heavy), ("none", none)):
+        kinds = [les["kind"] for row in read_manifest(manifest) for les in load_annotations(row.annotations)
+                 if not les["is_pattern"]]
+        look_alikes[name] = [k for k in kinds if k != "lead_marker"]
+    assert look_alikes["none"] == []
+    assert len(look_alikes["heavy"]) >= 4 and set(look_alikes["heavy"]) == {"injection_granuloma"}
+    with pytest.raises(ConfigError, match=r"look_alikes.*injection_granuloma.*got tattoo"):
+        simulate_dataset(tmp_path / "bad", 1, look_alikes=["tattoo"])
+    with pytest.raises(ConfigError, match="hard_negative_rate"):
+        simulate_dataset(tmp_path / "bad", 1, hard_negative_rate=1.5)
+
+
 def test_written_files_read_back_with_ground_truth(small_set: Path) -> None:
     rows = read_manifest(small_set / "manifest.csv")
     assert len(rows) == 8

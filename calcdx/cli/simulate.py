@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from calcdx.taxonomy import PATTERNS, Region
+from calcdx.taxonomy import LOOK_ALIKE_GROUPS, PATTERNS, Region
 
 
 def register(subparsers: Any) -> None:
@@ -26,6 +26,10 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--workers", type=int, default=1, help="worker processes (results do not depend on it)")
     parser.add_argument("--regions", nargs="+", choices=[r.value for r in Region], help="regions (default all)")
     parser.add_argument("--patterns", nargs="+", choices=[p.value for p in PATTERNS], help="patterns (default all)")
+    parser.add_argument("--hard-negative-rate", type=float, default=0.6, metavar="P",
+                        help="share of images that draw 0-3 look-alikes (default 0.6)")
+    parser.add_argument("--look-alikes", nargs="+", choices=LOOK_ALIKE_GROUPS,
+                        help="look-alike kinds drawn (default all)")
     parser.add_argument("--spacing-mm", type=float, default=None,
                         help="render at this pixel spacing (default: native detector spacing 0.1-0.2 mm)")
     parser.add_argument("--twins", action="store_true", help="also render each positive without its patterns")
@@ -47,6 +51,7 @@ def run(args: argparse.Namespace) -> int:
 
     manifest = simulate_dataset(args.out, args.n, seed=args.seed, workers=args.workers, regions=args.regions,
                                 patterns=args.patterns, spacing_mm=args.spacing_mm, twins=args.twins,
-                                shifted=args.shifted, progress=True)
+                                shifted=args.shifted, hard_negative_rate=args.hard_negative_rate,
+                                look_alikes=args.look_alikes, progress=True)
     print(f"wrote {manifest}")
     return 0

@@ -27,7 +27,7 @@ from calcdx.datasets.simulator.patterns import PATTERN_RENDERERS
 from calcdx.datasets.simulator.physics import Acquisition, collimated_rows, expose, process
 from calcdx.datasets.simulator.shapes import Grid, Window
 from calcdx.errors import ConfigError
-from calcdx.taxonomy import PATTERNS, Pattern, Region
+from calcdx.taxonomy import LOOK_ALIKE_GROUPS, PATTERNS, Pattern, Region
 
 logger = logging.getLogger(__name__)
 
@@ -60,6 +60,10 @@ class SimulationConfig:
     spacing_mm: float | None = None
     positive_fraction: float = 0.55
     hard_negative_rate: float = 0.6
+    """Share of images that draw look-alikes: each such image draws 0-3 (0.9 on average), besides the
+    lead marker that half of all images get."""
+    look_alikes: tuple[str, ...] = LOOK_ALIKE_GROUPS
+    """The look-alike kinds drawn, uniformly (the lead marker is drawn apart)."""
     twins: bool = False
     shifted: bool = False  # acquisition outside the training range (kVp, dose, blur, spacing)
 
@@ -68,6 +72,12 @@ class SimulationConfig:
             raise ConfigError(f'Argument "spacing_mm" should be in [0.05, 2.0] mm, got {self.spacing_mm}')
         if not self.regions or not self.patterns:
             raise ConfigError('Arguments "regions" and "patterns" must not be empty')
+        if not 0.0 <= self.hard_negative_rate <= 1.0:
+            raise ConfigError(f'Argument "hard_negative_rate" should be in [0, 1], got {self.hard_negative_rate}')
+        unknown = sorted(set(self.look_alikes) - set(LOOK_ALIKE_GROUPS))
+        if unknown or not self.look_alikes:
+            raise ConfigError(f'Argument "look_alikes" should name some of {", ".join(LOOK_ALIKE_GROUPS)}; '
+                              f'got {", ".join(self.look_alikes) or "none"}')
 
 
 @dataclass
@@ -227,7 +237,7 @@ def render_case(seed: int, index: int, cfg: SimulationConfig, *, drop_patterns: 
     patterns = sample_labels(r_labels, region, cfg)
     n_neg = int(r_labels.choice([0, 1, 2, 3], p=[0.4, 0.35, 0.2, 0.05])) if r_labels.random() < cfg.hard_negative_rate \
         else 0
-    negatives = [str(r_labels.choice([k for k in NEGATIVE_RENDERERS if k != "lead_marker"])) for _ in range(n_neg)]
+    negatives = [str(r_labels.choice(list(cfg.look_alikes))) for _ in range(n_neg)]
     if r_labels.random() < 0.5:
         negatives.append("lead_marker")
     visibilities = [str(r_labels.choice(VISIBILITIES, p=VISIBILITY_P)) for _ in range(len(patterns) + len(negatives))]
@@ -353,14 +363,18 @@ def _one_thread_per_worker() -> None:
 def simulate_dataset(out_dir: str | Path, n: int, seed: int = 0, workers: int = 1,
                      regions: Sequence[str | Region] | None = None, patterns: Sequence[str | Pattern] | None = None,
                      spacing_mm: float | None = None, *, twins: bool = False, shifted: bool = False,
+                     hard_negative_rate: float = 0.6, look_alikes: Sequence[str] | None = None,
                      progress: bool = False) -> Path:
     """Simulate ``n`` radiographs into ``out_dir``; returns the manifest path.
 
     Deterministic for a ``seed`` whatever ``workers``.  Writes ``imgNNNNNN.dcm``, its
     annotations ``.json`` and one mask ``.npz`` per lesion, and ``manifest.csv``.
 
+    ``hard_negative_rate`` and ``look_alikes`` change how often, and which, look-alikes are
+    drawn (a look-alike-heavy training set); the defaults give the standard data set.
+
     Raises:
-        ConfigError: unknown region or pattern, bad spacing, n < 1.
+        ConfigError: unknown region, pattern or look-alike, bad spacing or rate, n < 1.
     """
     if n < 1:
         raise ConfigError(f'Argument "n" should be a positive integer, got {n}')
@@ -368,7 +382,8 @@ def simulate_dataset(out_dir: str | Path, n: int, seed: int = 0, workers: int = 
         cfg = SimulationConfig(
             regions=tuple(Region(r) for r in regions) if regions else tuple(Region),
             patterns=tuple(Pattern(p) for p in patterns) if patterns else PATTERNS,
-            spacing_mm=spacing_mm, twins=twins, shifted=shifted,
+            spacing_mm=spacing_mm, twins=twins, shifted=shifted, hard_negative_rate=hard_negative_rate,
+            look_alikes=tuple(look_alikes) if look_alikes else LOOK_ALIKE_GROUPS,
         )
     except ValueError as exc:
         raise ConfigError(f"unknown region or pattern: {exc} (regions: {', '.join(r.value for r in Region)}; "
