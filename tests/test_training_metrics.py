@@ -10,6 +10,7 @@ from calcdx.training.calibration import (
     calibrate,
     fit_temperature,
     operating_points,
+    possible_threshold,
     threshold_for_sensitivity,
     threshold_for_specificity,
 )
@@ -62,9 +63,24 @@ def test_operating_points_reach_their_targets() -> None:
         assert ops[name]["definite"] >= ops[name]["possible"]
     # exact on a tiny example: positives 0.2 0.4 0.6 0.8 -> keep 3 of 4 (75 %) at t = 0.4
     assert threshold_for_sensitivity(np.array([1, 1, 1, 1]), np.array([0.2, 0.4, 0.6, 0.8]), 0.75) == 0.4
+    # one negative at 0.3 below them: the point moves down into the gap (0.3, 0.4), not past 0.3
+    t = possible_threshold(np.array([1, 1, 1, 1, 0]), np.array([0.2, 0.4, 0.6, 0.8, 0.3]), 0.75)
+    assert 0.3 < t < 0.4
     # negatives 0.1 0.2 0.3 0.9: 75 % specificity needs t > 0.3
     t = threshold_for_specificity(np.array([0, 0, 0, 0]), np.array([0.1, 0.2, 0.3, 0.9]), 0.75)
     assert 0.3 < t <= 0.9
+
+
+def test_possible_point_of_a_perfectly_separated_pattern_keeps_every_validation_positive() -> None:
+    rng = np.random.default_rng(4)
+    neg, pos = rng.uniform(0.0, 0.2, 500), rng.uniform(0.6, 1.0, 50)
+    y, p = np.r_[np.zeros(500), np.ones(50)], np.r_[neg, pos]
+    t = possible_threshold(y, p, 0.95)
+    assert neg.max() < t < pos.min()  # in the gap: every positive, no negative
+    assert t == pytest.approx(sigmoid((np.log(neg.max() / (1 - neg.max())) + np.log(pos.min() / (1 - pos.min()))) / 2))
+    ops = operating_points(y[:, None], p[:, None], ["a"], sensitivity=0.95, specificity=0.98)["a"]
+    # "definite" stays where "possible" used to be: the 5th percentile of the positives (48 of 50)
+    assert ops["possible"] == t and ops["definite"] == np.sort(pos)[2]
 
 
 def test_compute_metrics_matches_sklearn_and_handles_single_class() -> None:

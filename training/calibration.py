@@ -2,7 +2,8 @@
 
 * temperature T minimises the validation negative log-likelihood of sigmoid(logit / T)
   (one T shared by all patterns; scipy bounded scalar minimisation);
-* "possible" threshold: the highest threshold keeping sensitivity >= the target (0.95);
+* "possible" threshold: sensitivity >= the target (0.95), placed in the gap above the
+  negatives it lets through (``possible_threshold``);
 * "definite" threshold: the lowest threshold keeping specificity >= the target (0.98).
 """
 
@@ -45,6 +46,29 @@ def threshold_for_sensitivity(y: np.ndarray, p: np.ndarray, target: float) -> fl
     return float(pos[min(k, pos.size - 1)])
 
 
+def possible_threshold(y: np.ndarray, p: np.ndarray, target: float) -> float:
+    """The "possible" point: sensitivity >= target, as low as it can go without calling one more
+    validation negative.
+
+    ``threshold_for_sensitivity`` is moved down through the positives that lie above every
+    lower-scoring negative, into the middle (in logit space) of the gap between the highest such
+    negative and the lowest such positive.  Validation specificity is unchanged and sensitivity
+    rises; when positives and negatives separate completely (a pattern at AUROC 1) the point no
+    longer sits on the 5th percentile of the positives, where it missed 5 % of them for nothing.
+    """
+    t = threshold_for_sensitivity(y, p, target)
+    y = np.asarray(y).astype(bool)
+    scores = np.asarray(p, dtype=np.float64)
+    below = scores[~y][scores[~y] < t]
+    if not y.any() or below.size == 0:  # no negative below t: nothing to gain on validation
+        return t
+    floor = float(below.max())
+    lowest_pos = float(scores[y][scores[y] > floor].min())
+    lo, hi = np.clip([floor, lowest_pos], 1e-7, 1.0 - 1e-7)
+    mid = float(sigmoid((np.log(lo / (1 - lo)) + np.log(hi / (1 - hi))) / 2.0))
+    return float(min(max(mid, np.nextafter(floor, np.inf)), lowest_pos))
+
+
 def threshold_for_specificity(y: np.ndarray, p: np.ndarray, target: float) -> float:
     """Smallest threshold t with specificity(p >= t) >= target (0.5 if no negatives)."""
     y = np.asarray(y).astype(bool)
@@ -63,13 +87,17 @@ def operating_points(labels: np.ndarray, probs: np.ndarray, classes: Sequence[st
                      sensitivity: float = 0.95, specificity: float = 0.98) -> dict[str, dict[str, float]]:
     """{class: {"possible": t_sens, "definite": t_spec}} on calibrated probabilities.
 
-    "definite" is never below "possible".
+    "definite" is never below "possible", nor below the largest threshold keeping the
+    sensitivity target (``threshold_for_sensitivity``).
     """
     out: dict[str, dict[str, float]] = {}
     for c, name in enumerate(classes):
-        possible = threshold_for_sensitivity(labels[:, c], probs[:, c], sensitivity)
+        possible = possible_threshold(labels[:, c], probs[:, c], sensitivity)
         definite = threshold_for_specificity(labels[:, c], probs[:, c], specificity)
-        out[name] = {"possible": possible, "definite": max(definite, possible)}
+        # never below the largest threshold that keeps the sensitivity target: where the classes
+        # separate completely the two points stay apart (possible in the gap, definite above it)
+        out[name] = {"possible": possible,
+                     "definite": max(definite, threshold_for_sensitivity(labels[:, c], probs[:, c], sensitivity))}
     return out
 
 
