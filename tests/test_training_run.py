@@ -108,6 +108,7 @@ def test_hard_negative_report_counts_calls_per_look_alike_kind() -> None:
     assert report["by_kind"]["cysticercosis"] == {"n_images": 2, "any_definite_rate": 1.0,
                                                   "definite_calls": {"phlebolith": 2}}
     assert report["by_kind"]["lead_marker"]["any_definite_rate"] == 0.5
+    assert report["beyond_lead_marker"]["n_images"] == 2 and report["beyond_lead_marker"]["any_definite_rate"] == 1.0
 
 
 def test_cli_train_and_evaluate(tmp_path: Path, tiny_manifest: Path,

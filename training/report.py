@@ -22,7 +22,7 @@ from calcdx.models.card import json_clean
 from calcdx.models.checkpoint import load_checkpoint
 from calcdx.models.ood import ood_score
 from calcdx.models.ood import thresholds as ood_thresholds
-from calcdx.taxonomy import PATTERNS
+from calcdx.taxonomy import PATTERNS, HardNegative
 from calcdx.training.loop import evaluate
 from calcdx.training.metrics import bootstrap_auroc, compute_metrics, reliability_curve, sigmoid
 from calcdx.training.trainer import _eval_loader
@@ -44,8 +44,10 @@ def _look_alikes(row: ManifestRow) -> set[str]:
 
 def _hard_negative_report(kinds: list[set[str]], definite: np.ndarray, possible: np.ndarray,
                           classes: Sequence[str]) -> dict[str, Any]:
-    """Calls on pattern-free images that hold look-alikes: overall and per look-alike kind."""
+    """Calls on pattern-free images that hold look-alikes: overall, on those holding more than a
+    lead marker (half of all images carry one), and per look-alike kind."""
     hn = np.array([bool(k) for k in kinds])
+    beyond = np.array([bool(k - {HardNegative.LEAD_MARKER.value}) for k in kinds])
     by_kind: dict[str, Any] = {}
     for kind in sorted(set().union(*kinds)):
         sel = np.array([kind in k for k in kinds])
@@ -59,6 +61,11 @@ def _hard_negative_report(kinds: list[set[str]], definite: np.ndarray, possible:
         "n_images": int(hn.sum()),
         "any_definite_rate": float(definite[hn].any(axis=1).mean()) if hn.any() else None,
         "any_possible_rate": float(possible[hn].any(axis=1).mean()) if hn.any() else None,
+        "beyond_lead_marker": {
+            "n_images": int(beyond.sum()),
+            "any_definite_rate": float(definite[beyond].any(axis=1).mean()) if beyond.any() else None,
+            "any_possible_rate": float(possible[beyond].any(axis=1).mean()) if beyond.any() else None,
+        },
         "by_kind": by_kind,
     }
 

@@ -42,6 +42,8 @@ def run(args: argparse.Namespace) -> int:
                "brier": m["brier"],
                "auroc": {k: v["auroc"] for k, v in m["per_class"].items()},
                "hard_negative_definite_rate": report["hard_negatives"]["any_definite_rate"],
+               "look_alike_definite_rate": report["hard_negatives"]["beyond_lead_marker"]["any_definite_rate"],
+               "pattern_free_definite_rate": report["negatives"]["any_definite_rate"],
                "ood_flagged_fraction": report["ood"]["flagged_fraction"],
                "ood_refused_fraction": report["ood"]["refused_fraction"]}
     print(json.dumps(summary, indent=1))
