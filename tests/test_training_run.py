@@ -159,3 +159,37 @@ def test_ddp_two_processes_match_one(tmp_path: Path, tiny_manifest: Path) -> Non
         den = sum(float(a[k].norm()) for k in a)
     # measured 0.057 (per-rank BatchNorm statistics); with --nproc_per_node 1 it is exactly 0
     assert num / den < 0.1
+
+
+def test_cli_calibrate_places_the_operating_points_on_new_images(tmp_path: Path, tiny_manifest: Path) -> None:
+    from calcdx.datasets.manifest import write_manifest
+    from calcdx.training.report import evaluate_model
+
+    cfg = _config(tmp_path, tiny_manifest, "src", optim__epochs=1)
+    assert cli_main(["-q", "train", str(cfg), "--no-progress"]) == 0
+    source = tmp_path / "src" / "model"
+    source_card = (source / "model_card.json").read_text()
+    out = tmp_path / "site"
+    assert cli_main(["-q", "calibrate", str(source), str(tiny_manifest), "--out", str(out),
+                     "--possible-sensitivity", "0.9", "--definite-specificity", "0.85"]) == 0
+    assert (source / "model_card.json").read_text() == source_card  # the source is untouched
+    card = load_checkpoint(out).card  # loads: the weights' hash matches the new card
+    assert card.training_data["recalibration"]["definite_specificity"] == 0.85
+    assert card.training_data["recalibration"]["n_images"] == 32
+    assert set(card.metrics) == {"validation"}
+    report = evaluate_model(out, tiny_manifest, tmp_path / "eval", bootstrap=0)
+    for name, m in report["metrics"]["per_class"].items():
+        assert m["possible_sensitivity"] >= 0.9, name
+        assert m["definite_specificity"] >= 0.85, name
+        assert card.thresholds[name]["definite"] >= card.thresholds[name]["possible"]
+    # --keep-temperature leaves the weights as they were
+    kept = tmp_path / "kept"
+    assert cli_main(["-q", "calibrate", str(source), str(tiny_manifest), "--out", str(kept),
+                     "--keep-temperature"]) == 0
+    assert (kept / "model.safetensors").read_bytes() == (source / "model.safetensors").read_bytes()
+    # errors name the problem: the source folder as --out, a manifest lacking a pattern's positives
+    assert cli_main(["-q", "calibrate", str(source), str(tiny_manifest), "--out", str(source)]) == 2
+    rows = [r for r in read_manifest(tiny_manifest) if "hadd" not in {p.value for p in r.labels}]
+    lacking = tmp_path / "no_hadd.csv"
+    write_manifest(lacking, rows)
+    assert cli_main(["-q", "calibrate", str(source), str(lacking), "--out", str(tmp_path / "x")]) == 2

@@ -21,6 +21,7 @@ SUBCOMMAND_MODULES: tuple[str, ...] = (
     "simulate",
     "train",
     "evaluate",
+    "calibrate",
     "predict",
     "rules",
     "serve",

@@ -1,0 +1,86 @@
+"""Calibrate a saved model again on a labelled manifest (a site's own validation images).
+
+The training run calibrates on its validation split; this does the same later, for a model that
+moves to new data, or to place its operating points at other targets.  Nothing is trained: the
+temperature and per-class logit offsets are refitted (offsets folded into the classifier bias,
+as training does) or kept, and both operating points are placed again.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from calcdx.datasets.manifest import manifest_sha256, read_manifest
+from calcdx.datasets.torch_dataset import ManifestDataset
+from calcdx.models.card import ModelCard
+from calcdx.models.checkpoint import load_checkpoint, save_checkpoint
+from calcdx.training.calibration import fit_temperature_and_bias, operating_points
+from calcdx.training.loop import evaluate
+from calcdx.training.metrics import compute_metrics, sigmoid
+from calcdx.training.trainer import _eval_loader, fold_offsets
+
+logger = logging.getLogger(__name__)
+
+
+def recalibrate_model(model_dir: str | Path, manifest: str | Path, out_dir: str | Path, *,
+                      possible_sensitivity: float = 0.95, definite_specificity: float = 0.98,
+                      refit_temperature: bool = True, device: str = "cpu", cache_dir: str | Path | None = None,
+                      num_workers: int = 0) -> ModelCard:
+    """Write ``out_dir/model.safetensors`` and a card calibrated on ``manifest``; returns the card.
+
+    The new card's metrics are this manifest's (key ``validation``): test metrics of the source
+    card no longer describe the new operating points and are dropped; run ``calcdx evaluate``.
+
+    Raises:
+        ModelIntegrityError: the source model fails its checks.  ManifestError: bad manifest.
+        ConfigError: a target outside (0, 1), or a manifest without positives and negatives for a pattern.
+    """
+    from calcdx.errors import ConfigError
+
+    for name, value in (("possible_sensitivity", possible_sensitivity), ("definite_specificity", definite_specificity)):
+        if not 0.0 < value < 1.0:
+            raise ConfigError(f'Argument "{name}" should be in (0, 1), got {value}')
+    if Path(out_dir).resolve() == Path(model_dir).resolve():
+        raise ConfigError(f"--out {out_dir} is the source model's folder: write the calibrated model elsewhere")
+    loaded = load_checkpoint(model_dir, device=device)
+    card, model = loaded.card, loaded.model
+    rows = read_manifest(manifest)
+    ds = ManifestDataset(rows, card.input_spacing_mm, size_px=None, use_masks=False, cache_dir=cache_dir)
+    res = evaluate(model, _eval_loader(ds, num_workers), device=torch.device(device))
+    labels, logits = res.labels, res.logits
+    classes = list(card.classes)
+    lacking = [c for i, c in enumerate(classes) if labels[:, i].min() == labels[:, i].max()]
+    if lacking:
+        raise ConfigError(f"{manifest}: no positives or no negatives for {', '.join(lacking)}; "
+                          "calibration needs both for every pattern")
+    temperature = card.temperature
+    if refit_temperature:
+        temperature, offsets = fit_temperature_and_bias(logits, labels)
+        fold_offsets(model, offsets)
+        logits = logits - offsets[None, :]
+    probs = sigmoid(logits / temperature)
+    thresholds = operating_points(labels, probs, classes, sensitivity=possible_sensitivity,
+                                  specificity=definite_specificity)
+    metrics = compute_metrics(labels, probs, classes, thresholds)
+    training_data: dict[str, Any] = dict(card.training_data)
+    training_data["recalibration"] = {
+        "source_weights_sha256": card.weights_sha256, "manifest": str(manifest),
+        "manifest_sha256": manifest_sha256(manifest), "n_images": len(rows),
+        "possible_sensitivity": possible_sensitivity, "definite_specificity": definite_specificity,
+        "refit_temperature": refit_temperature,
+    }
+    dropped = sorted(k for k in card.metrics if k != "validation")
+    if dropped:
+        logger.warning("metrics %s of the source card dropped: they describe other operating points; "
+                       "evaluate the calibrated model again", ", ".join(dropped))
+    new = card.with_updates(temperature=float(temperature), thresholds=thresholds,
+                            metrics={"validation": metrics}, training_data=training_data,
+                            created=datetime.now(UTC).isoformat(timespec="seconds"))
+    logger.info("calibrated on %d images: T=%.3f, macro AUROC %.4f, ECE %.4f", len(rows), temperature,
+                metrics["macro_auroc"], metrics["ece"])
+    return save_checkpoint(out_dir, model, new)
