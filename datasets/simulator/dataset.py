@@ -21,6 +21,7 @@ import numpy as np
 from calcdx.datasets.manifest import ManifestRow, write_manifest
 from calcdx.datasets.simulator.anatomy import REGION_SIZE_MM, Body, Phantom, build_phantom
 from calcdx.datasets.simulator.dicom_writer import write_radiograph
+from calcdx.datasets.simulator.embedding import embed_in_body
 from calcdx.datasets.simulator.lesion import Lesion, support
 from calcdx.datasets.simulator.look_alikes import NEGATIVE_RENDERERS
 from calcdx.datasets.simulator.patterns import PATTERN_RENDERERS
@@ -249,9 +250,9 @@ def render_case(seed: int, index: int, cfg: SimulationConfig, *, drop_patterns: 
     for pattern, vis in zip(patterns, visibilities, strict=False):
         lesion = PATTERN_RENDERERS[pattern](phantom, r_lesions, vis)
         if not drop_patterns:
-            lesions.append(lesion)
+            lesions.append(embed_in_body(phantom, lesion))
     for name, vis in zip(negatives, visibilities[len(patterns):], strict=False):
-        lesions.append(NEGATIVE_RENDERERS[name](phantom, r_lesions, vis))
+        lesions.append(embed_in_body(phantom, NEGATIVE_RENDERERS[name](phantom, r_lesions, vis)))
     maps = phantom.maps  # this case's own phantom: the lesions are added into it
     local_masks = []
     for lesion in lesions:

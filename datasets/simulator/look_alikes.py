@@ -8,6 +8,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 from calcdx.datasets.simulator.anatomy import Phantom
+from calcdx.datasets.simulator.embedding import pull_inside
 from calcdx.datasets.simulator.lesion import VISIBILITY_SCALE, Lesion, make_lesion, pick, soft_point
 from calcdx.datasets.simulator.materials import Material
 from calcdx.datasets.simulator.shapes import blur, capsule, ellipsoid, polyline_tube, smooth_curve, smooth_noise
@@ -163,8 +164,9 @@ def osteochondromatosis(ph: Phantom, rng: np.random.Generator, visibility: str) 
 
 def gout_tophus(ph: Phantom, rng: np.random.Generator, visibility: str) -> Lesion:
     g = ph.grid
-    cy, cx = pick(rng, ph.landmarks["periarticular"])  # type: ignore[misc]
+    point = pick(rng, ph.landmarks["periarticular"])
     r = rng.uniform(6, 14)
+    cy, cx = pull_inside(ph, point, r)  # type: ignore[arg-type]
     t = ellipsoid(g, cy, cx, r, r * rng.uniform(0.8, 1.4), r) * rng.uniform(0.6, 1.0)
     return make_lesion(
         ph,
@@ -211,6 +213,10 @@ def cysticercosis(ph: Phantom, rng: np.random.Generator, visibility: str) -> Les
     )
 
 
+GRANULOMA_DEPTH_MM = 8.0
+"""Granuloma nodules lie where the body is at least this thick (``pull_inside``)."""
+
+
 def injection_granuloma(ph: Phantom, rng: np.random.Generator, visibility: str) -> Lesion:
     v = VISIBILITY_SCALE[visibility]
     g = ph.grid
@@ -218,10 +224,11 @@ def injection_granuloma(ph: Phantom, rng: np.random.Generator, visibility: str) 
     t = g.zeros()
     for _ in range(int(rng.integers(2, 7))):
         py, px = pick(rng, spots) if spots else soft_point(ph, rng, subcutaneous=True)  # type: ignore[misc]
+        py, px = pull_inside(ph, (py + rng.normal(0, 8), px + rng.normal(0, 8)), GRANULOMA_DEPTH_MM)
         ellipsoid(
             g,
-            py + rng.normal(0, 8),
-            px + rng.normal(0, 8),
+            py,
+            px,
             rng.uniform(1, 4),
             rng.uniform(1, 4),
             3,

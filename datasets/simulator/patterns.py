@@ -7,6 +7,7 @@ from collections.abc import Callable
 import numpy as np
 
 from calcdx.datasets.simulator.anatomy import Phantom
+from calcdx.datasets.simulator.embedding import pull_inside
 from calcdx.datasets.simulator.lesion import VISIBILITY_SCALE, Lesion, make_lesion, pick, soft_point
 from calcdx.datasets.simulator.materials import Material
 from calcdx.datasets.simulator.shapes import blur, capsule, ellipsoid, polyline_tube, smooth_curve, smooth_noise
@@ -147,16 +148,21 @@ def cppd(ph: Phantom, rng: np.random.Generator, visibility: str) -> Lesion:
     )
 
 
+TC_DEPTH_MM = 10.0
+"""A tumoral-calcinosis mass is centred where the body is at least this thick, and each lobule of
+radius r where it is at least r thick (``pull_inside``)."""
+
+
 def tumoral_calcinosis(ph: Phantom, rng: np.random.Generator, visibility: str) -> Lesion:
     v = VISIBILITY_SCALE[visibility]
-    cy, cx = pick(rng, ph.landmarks["periarticular"])  # type: ignore[misc]
+    cy, cx = pull_inside(ph, pick(rng, ph.landmarks["periarticular"]), TC_DEPTH_MM)  # type: ignore[arg-type]
     g = ph.grid
     t = g.zeros()
     spread = rng.uniform(12, 30)
     fluid = rng.random() < 0.3
     for _ in range(int(rng.integers(6, 18))):
         r = rng.uniform(3, 9)
-        ly, lx = cy + rng.normal(0, spread * 0.45), cx + rng.normal(0, spread * 0.45)
+        ly, lx = pull_inside(ph, (cy + rng.normal(0, spread * 0.45), cx + rng.normal(0, spread * 0.45)), r)
         lob = ellipsoid(g, ly, lx, r, r * rng.uniform(0.8, 1.2), r)
         inner = ellipsoid(g, ly, lx, r * 0.75, r * 0.75, r * 0.75)
         lobule = lob - 0.55 * inner

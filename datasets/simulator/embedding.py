@@ -1,0 +1,97 @@
+"""Deposits stay inside the body.
+
+Lesions are placed at landmarks and scattered around them; near the skin, or where a landmark
+falls outside a thin limb, part of a deposit used to lie in the air beside the body (about a
+quarter of injection-granuloma and a fifth of tumoral-calcinosis pixels).  Two rules keep them in:
+
+* ``pull_inside``: a placement point moves to the nearest point where the body is at least a given
+  depth thick (no random draw, so later lesions keep theirs);
+* ``embed_in_body``: where a deposit still reaches past the skin, the soft tissue swells around it
+  (a mass lifts the skin: soft tissue 3 mm beyond the deposit, thick enough to hold it with
+  1.5 mm to spare on each side, with a sharp outline), except for vessels, which fade out at the
+  skin line instead, and for the things that do lie outside the body (lead markers, skin folds,
+  rings).
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import cv2
+import numpy as np
+
+from calcdx.datasets.simulator.anatomy import Phantom
+from calcdx.datasets.simulator.lesion import Lesion
+from calcdx.datasets.simulator.materials import Material
+from calcdx.datasets.simulator.shapes import blur
+from calcdx.taxonomy import HardNegative
+
+OUTSIDE_KINDS = frozenset({HardNegative.LEAD_MARKER.value, HardNegative.SKIN_FOLD.value,
+                           HardNegative.JEWELLERY.value})
+"""Drawn where they are: on or beside the skin."""
+VESSEL_KINDS = frozenset({HardNegative.ARTERIAL_INTIMAL.value, HardNegative.ARTERIAL_MEDIAL.value})
+"""Fade out at the skin line: an artery does not leave the limb."""
+SKIN_MM = 1.5
+"""Soft tissue kept on each side of a deposit along the beam."""
+SWELLING_MM = 3.0
+"""How far the soft-tissue swelling around a deposit past the skin reaches beyond the deposit."""
+SKIN_EDGE_SIGMA_MM = 0.8
+"""Blur of the swelling's outline: a skin line is sharp."""
+VESSEL_FADE_MM = 4.0
+LATTICE_MM = 2.0
+
+
+def body_thickness(ph: Phantom) -> np.ndarray | None:
+    """Path length through the body's soft tissue per pixel (mm); None if the phantom has none."""
+    outer = ph.landmarks.get("soft_outer")
+    return outer if isinstance(outer, np.ndarray) else None
+
+
+def pull_inside(ph: Phantom, point: tuple[float, float], depth_mm: float) -> tuple[float, float]:
+    """``point`` (mm), or the nearest point on a 2 mm lattice where the body is ``depth_mm`` thick."""
+    outer = body_thickness(ph)
+    if outer is None:
+        return point
+    s = ph.grid.spacing_mm
+    r = int(np.clip(round(point[0] / s), 0, outer.shape[0] - 1))
+    c = int(np.clip(round(point[1] / s), 0, outer.shape[1] - 1))
+    if outer[r, c] >= depth_mm:
+        return point
+    step = max(1, int(LATTICE_MM / s))
+    rows, cols = np.nonzero(outer[::step, ::step] >= depth_mm)
+    if rows.size == 0:
+        return point
+    k = int(np.argmin((rows * step - r) ** 2 + (cols * step - c) ** 2))
+    return float(rows[k] * step * s), float(cols[k] * step * s)
+
+
+def embed_in_body(ph: Phantom, lesion: Lesion) -> Lesion:
+    """The lesion, with the body's soft tissue bulged around any part past the skin (added to
+    ``ph``), or, for a vessel, faded out there."""
+    outer = body_thickness(ph)
+    if outer is None or lesion.kind in OUTSIDE_KINDS or not lesion.thickness.size:
+        return lesion
+    t = lesion.thickness
+    local = outer[lesion.window]
+    if lesion.kind in VESSEL_KINDS:
+        fade = np.clip(local / VESSEL_FADE_MM, 0.0, 1.0)
+        return lesion if fade.min() >= 1.0 else replace(lesion, thickness=(t * fade).astype(np.float32))
+    footprint = t > 0.05 * float(t.max())
+    deficit = np.where(footprint, t + 2.0 * SKIN_MM - local, 0.0).astype(np.float32)
+    if deficit.max() <= 0.0:
+        return lesion
+    np.maximum(deficit, 0.0, out=deficit)
+    sigma_px = SKIN_EDGE_SIGMA_MM / ph.grid.spacing_mm
+    radius = max(1, round(SWELLING_MM / ph.grid.spacing_mm))
+    pad = radius + int(np.ceil(3 * sigma_px))
+    rows, cols = lesion.window
+    r0, r1 = max(rows.start - pad, 0), min(rows.stop + pad, outer.shape[0])
+    c0, c1 = max(cols.start - pad, 0), min(cols.stop + pad, outer.shape[1])
+    field = np.zeros((r1 - r0, c1 - c0), dtype=np.float32)
+    field[rows.start - r0:rows.stop - r0, cols.start - c0:cols.stop - c0] = deficit
+    kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * radius + 1, 2 * radius + 1))
+    bulge = blur(cv2.dilate(field, kernel), sigma_px)
+    window = (slice(r0, r1), slice(c0, c1))
+    ph.add(Material.MUSCLE, bulge, window)
+    outer[window] += bulge  # later lesions see the bulge as body
+    return lesion
