@@ -38,7 +38,9 @@ SWELLING_MM = 3.0
 SKIN_EDGE_SIGMA_MM = 0.8
 """Blur of the swelling's outline: a skin line is sharp."""
 VESSEL_FADE_MM = 4.0
+"""An artery fades out linearly where the body is thinner than this."""
 LATTICE_MM = 2.0
+"""``pull_inside`` looks for a new point on a lattice this coarse (cheap at native spacing)."""
 
 
 def body_thickness(ph: Phantom) -> np.ndarray | None:
@@ -66,8 +68,8 @@ def pull_inside(ph: Phantom, point: tuple[float, float], depth_mm: float) -> tup
 
 
 def embed_in_body(ph: Phantom, lesion: Lesion) -> Lesion:
-    """The lesion, with the body's soft tissue bulged around any part past the skin (added to
-    ``ph``), or, for a vessel, faded out there."""
+    """The lesion, with the body's soft tissue swollen around any part past the skin (added to
+    ``ph`` as muscle-like soft tissue), or, for a vessel, faded out there."""
     outer = body_thickness(ph)
     if outer is None or lesion.kind in OUTSIDE_KINDS or not lesion.thickness.size:
         return lesion
