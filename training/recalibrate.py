@@ -19,10 +19,9 @@ from calcdx.datasets.manifest import manifest_sha256, read_manifest
 from calcdx.datasets.torch_dataset import ManifestDataset
 from calcdx.models.card import ModelCard
 from calcdx.models.checkpoint import load_checkpoint, save_checkpoint
-from calcdx.training.calibration import fit_temperature_and_bias, operating_points
 from calcdx.training.loop import evaluate
 from calcdx.training.metrics import compute_metrics, sigmoid
-from calcdx.training.trainer import _eval_loader, fold_offsets
+from calcdx.training.trainer import _eval_loader, calibrate_model
 
 logger = logging.getLogger(__name__)
 
@@ -58,15 +57,10 @@ def recalibrate_model(model_dir: str | Path, manifest: str | Path, out_dir: str 
     if lacking:
         raise ConfigError(f"{manifest}: no positives or no negatives for {', '.join(lacking)}; "
                           "calibration needs both for every pattern")
-    temperature = card.temperature
-    if refit_temperature:
-        temperature, offsets = fit_temperature_and_bias(logits, labels)
-        fold_offsets(model, offsets)
-        logits = logits - offsets[None, :]
-    probs = sigmoid(logits / temperature)
-    thresholds = operating_points(labels, probs, classes, sensitivity=possible_sensitivity,
-                                  specificity=definite_specificity)
-    metrics = compute_metrics(labels, probs, classes, thresholds)
+    temperature, thresholds, logits = calibrate_model(
+        model, logits, labels, classes, sensitivity=possible_sensitivity, specificity=definite_specificity,
+        temperature=None if refit_temperature else card.temperature)
+    metrics = compute_metrics(labels, sigmoid(logits / temperature), classes, thresholds)
     training_data: dict[str, Any] = dict(card.training_data)
     training_data["recalibration"] = {
         "source_weights_sha256": card.weights_sha256, "manifest": str(manifest),

@@ -12,6 +12,7 @@ import json
 import logging
 import math
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -134,6 +135,25 @@ def fold_offsets(model: torch.nn.Module, offsets: np.ndarray) -> None:
         raise ConfigError("model has no classifier bias to fold calibration offsets into")
     with torch.no_grad():
         classifier.bias -= torch.as_tensor(offsets, dtype=classifier.bias.dtype, device=classifier.bias.device)
+
+
+def calibrate_model(model: torch.nn.Module, logits: np.ndarray, labels: np.ndarray, classes: Sequence[str], *,
+                    sensitivity: float, specificity: float, temperature: float | None = None
+                    ) -> tuple[float, dict[str, dict[str, float]], np.ndarray]:
+    """Calibrate ``model`` on its validation ``logits``: (temperature, operating points, logits as
+    the calibrated model now gives them).
+
+    With ``temperature=None`` the temperature and per-class offsets are fitted and the offsets
+    folded into the classifier bias; otherwise the model is left as it is and only the points are
+    placed at that temperature.
+    """
+    if temperature is None:
+        temperature, offsets = fit_temperature_and_bias(logits, labels)
+        fold_offsets(model, offsets)
+        logits = logits - offsets[None, :]
+    thresholds = operating_points(labels, sigmoid(logits / temperature), classes, sensitivity=sensitivity,
+                                  specificity=specificity)
+    return float(temperature), thresholds, logits
 
 
 def _eval_loader(ds: ManifestDataset | Subset[Any], workers: int) -> DataLoader[Any]:
@@ -287,13 +307,11 @@ def _finalise(cfg: TrainConfig, model: torch.nn.Module, val_ds: ManifestDataset,
     t0 = time.perf_counter()
     val = evaluate(model, _eval_loader(val_ds, 0), device=device)
     if cfg.calibration.enabled:
-        temperature, offsets = fit_temperature_and_bias(val.logits, val.labels)
-        fold_offsets(model, offsets)
-        val = EvalResult(logits=val.logits - offsets[None, :], labels=val.labels, features=val.features,
+        temperature, thresholds, logits = calibrate_model(model, val.logits, val.labels, CLASSES,
+                                                          sensitivity=cfg.calibration.possible_sensitivity,
+                                                          specificity=cfg.calibration.definite_specificity)
+        val = EvalResult(logits=logits, labels=val.labels, features=val.features,
                          indices=val.indices, loss=val.loss, seconds=val.seconds)
-        thresholds = operating_points(val.labels, sigmoid(val.logits / temperature), CLASSES,
-                                      sensitivity=cfg.calibration.possible_sensitivity,
-                                      specificity=cfg.calibration.definite_specificity)
     else:
         temperature, thresholds = 1.0, {c: {"possible": 0.3, "definite": 0.7} for c in CLASSES}
     val_metrics = compute_metrics(val.labels, sigmoid(val.logits / temperature), CLASSES, thresholds)
