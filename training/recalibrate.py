@@ -49,14 +49,15 @@ def recalibrate_model(model_dir: str | Path, manifest: str | Path, out_dir: str 
     loaded = load_checkpoint(model_dir, device=device)
     card, model = loaded.card, loaded.model
     rows = read_manifest(manifest)
+    classes = list(card.classes)
+    positives = [sum(c in {p.value for p in row.labels} for row in rows) for c in classes]
+    lacking = [c for c, n in zip(classes, positives, strict=True) if n in (0, len(rows))]
+    if lacking:  # found before any image is read
+        raise ConfigError(f"{manifest}: no positives or no negatives for {', '.join(lacking)}; "
+                          "calibration needs both for every pattern")
     ds = ManifestDataset(rows, card.input_spacing_mm, size_px=None, use_masks=False, cache_dir=cache_dir)
     res = evaluate(model, _eval_loader(ds, num_workers), device=torch.device(device))
     labels, logits = res.labels, res.logits
-    classes = list(card.classes)
-    lacking = [c for i, c in enumerate(classes) if labels[:, i].min() == labels[:, i].max()]
-    if lacking:
-        raise ConfigError(f"{manifest}: no positives or no negatives for {', '.join(lacking)}; "
-                          "calibration needs both for every pattern")
     temperature, thresholds, logits = calibrate_model(
         model, logits, labels, classes, sensitivity=possible_sensitivity, specificity=definite_specificity,
         temperature=None if refit_temperature else card.temperature)

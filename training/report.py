@@ -42,6 +42,11 @@ def _look_alikes(row: ManifestRow) -> set[str]:
     return {str(lesion.get("kind", "")) for lesion in lesions} - names
 
 
+def _any_call_rate(calls: np.ndarray, images: np.ndarray) -> float | None:
+    """Share of the selected images with a call of any pattern (None when none is selected)."""
+    return float(calls[images].any(axis=1).mean()) if images.any() else None
+
+
 def _hard_negative_report(kinds: list[set[str]], definite: np.ndarray, possible: np.ndarray,
                           classes: Sequence[str]) -> dict[str, Any]:
     """Calls on pattern-free images that hold look-alikes: overall, on those holding more than a
@@ -59,12 +64,12 @@ def _hard_negative_report(kinds: list[set[str]], definite: np.ndarray, possible:
         }
     return {
         "n_images": int(hn.sum()),
-        "any_definite_rate": float(definite[hn].any(axis=1).mean()) if hn.any() else None,
-        "any_possible_rate": float(possible[hn].any(axis=1).mean()) if hn.any() else None,
+        "any_definite_rate": _any_call_rate(definite, hn),
+        "any_possible_rate": _any_call_rate(possible, hn),
         "beyond_lead_marker": {
             "n_images": int(beyond.sum()),
-            "any_definite_rate": float(definite[beyond].any(axis=1).mean()) if beyond.any() else None,
-            "any_possible_rate": float(possible[beyond].any(axis=1).mean()) if beyond.any() else None,
+            "any_definite_rate": _any_call_rate(definite, beyond),
+            "any_possible_rate": _any_call_rate(possible, beyond),
         },
         "by_kind": by_kind,
     }
@@ -161,7 +166,7 @@ def evaluate_model(model_dir: str | Path, manifest: str | Path, out_dir: str | P
         "hard_negatives": _hard_negative_report([_look_alikes(r) for r in rows], definite, possible, classes),
         "negatives": {
             "n_images": int(neg.sum()),
-            "any_definite_rate": float(definite[neg].any(axis=1).mean()) if neg.any() else None,
+            "any_definite_rate": _any_call_rate(definite, neg),
         },
         "ood": {
             "threshold": thr if np.isfinite(thr) else None,
