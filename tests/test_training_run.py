@@ -182,6 +182,13 @@ def test_cli_calibrate_places_the_operating_points_on_new_images(tmp_path: Path,
         assert m["possible_sensitivity"] >= 0.9, name
         assert m["definite_specificity"] >= 0.85, name
         assert card.thresholds[name]["definite"] >= card.thresholds[name]["possible"]
+    # without targets, the card's own are kept: calibrating the result again on the same images changes nothing
+    again = tmp_path / "again"
+    assert cli_main(["-q", "calibrate", str(out), str(tiny_manifest), "--out", str(again), "--keep-temperature"]) == 0
+    again_card = load_checkpoint(again).card
+    for name, ops in card.thresholds.items():  # within float32 rounding of the folded bias
+        assert again_card.thresholds[name] == {op: pytest.approx(t, rel=1e-5) for op, t in ops.items()}
+    assert again_card.training_data["recalibration"]["definite_specificity"] == 0.85
     # --keep-temperature leaves the weights as they were
     kept = tmp_path / "kept"
     assert cli_main(["-q", "calibrate", str(source), str(tiny_manifest), "--out", str(kept),

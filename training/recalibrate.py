@@ -26,8 +26,20 @@ from calcdx.training.trainer import _eval_loader, calibrate_model
 logger = logging.getLogger(__name__)
 
 
+DEFAULT_TARGETS: dict[str, float] = {"possible_sensitivity": 0.95, "definite_specificity": 0.98}
+
+
+def card_targets(card: ModelCard) -> dict[str, float]:
+    """The targets the card's operating points were placed at: its last recalibration's, else its
+    training run's calibration config, else the defaults."""
+    config = card.training_data.get("config", {}).get("calibration", {}) \
+        if isinstance(card.training_data.get("config"), dict) else {}
+    last = card.training_data.get("recalibration", {})
+    return {k: float(last.get(k, config.get(k, v))) for k, v in DEFAULT_TARGETS.items()}
+
+
 def recalibrate_model(model_dir: str | Path, manifest: str | Path, out_dir: str | Path, *,
-                      possible_sensitivity: float = 0.95, definite_specificity: float = 0.98,
+                      possible_sensitivity: float | None = None, definite_specificity: float | None = None,
                       refit_temperature: bool = True, device: str = "cpu", cache_dir: str | Path | None = None,
                       num_workers: int = 0) -> ModelCard:
     """Write ``out_dir/model.safetensors`` and a card calibrated on ``manifest``; returns the card.
@@ -35,19 +47,24 @@ def recalibrate_model(model_dir: str | Path, manifest: str | Path, out_dir: str 
     The new card's metrics are this manifest's (key ``validation``): test metrics of the source
     card no longer describe the new operating points and are dropped; run ``calcdx evaluate``.
 
+    A target left at None is the source card's own (``card_targets``).
+
     Raises:
         ModelIntegrityError: the source model fails its checks.  ManifestError: bad manifest.
         ConfigError: a target outside (0, 1), or a manifest without positives and negatives for a pattern.
     """
     from calcdx.errors import ConfigError
 
-    for name, value in (("possible_sensitivity", possible_sensitivity), ("definite_specificity", definite_specificity)):
-        if not 0.0 < value < 1.0:
-            raise ConfigError(f'Argument "{name}" should be in (0, 1), got {value}')
     if Path(out_dir).resolve() == Path(model_dir).resolve():
         raise ConfigError(f"--out {out_dir} is the source model's folder: write the calibrated model elsewhere")
     loaded = load_checkpoint(model_dir, device=device)
     card, model = loaded.card, loaded.model
+    targets = card_targets(card)
+    possible_sensitivity = targets["possible_sensitivity"] if possible_sensitivity is None else possible_sensitivity
+    definite_specificity = targets["definite_specificity"] if definite_specificity is None else definite_specificity
+    for name, value in (("possible_sensitivity", possible_sensitivity), ("definite_specificity", definite_specificity)):
+        if not 0.0 < value < 1.0:
+            raise ConfigError(f'Argument "{name}" should be in (0, 1), got {value}')
     rows = read_manifest(manifest)
     classes = list(card.classes)
     positives = [sum(c in {p.value for p in row.labels} for row in rows) for c in classes]

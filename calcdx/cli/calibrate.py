@@ -20,10 +20,11 @@ def register(subparsers: Any) -> None:
                         "('shipped' = the model shipped with calcdx)")
     parser.add_argument("manifest", help="manifest CSV with labels (positives and negatives of every pattern)")
     parser.add_argument("--out", required=True, help="folder for the calibrated model (not the source's)")
-    parser.add_argument("--possible-sensitivity", type=float, default=0.95, metavar="S",
-                        help="sensitivity the 'possible' point keeps (default 0.95)")
-    parser.add_argument("--definite-specificity", type=float, default=0.98, metavar="S",
-                        help="specificity the 'definite' point keeps (default 0.98)")
+    parser.add_argument("--possible-sensitivity", type=float, default=None, metavar="S",
+                        help="sensitivity the 'possible' point keeps (default: the model card's own target)")
+    parser.add_argument("--definite-specificity", type=float, default=None, metavar="S",
+                        help="specificity the 'definite' point keeps (default: the model card's own target; "
+                             "the shipped model's is 0.995)")
     parser.add_argument("--keep-temperature", action="store_true",
                         help="keep the temperature and weights; only place the operating points")
     parser.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
