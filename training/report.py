@@ -30,7 +30,7 @@ from calcdx.training.trainer import _eval_loader
 logger = logging.getLogger(__name__)
 
 
-def _look_alikes(row: ManifestRow) -> set[str]:
+def look_alikes(row: ManifestRow) -> set[str]:
     """The look-alike kinds (hard negatives) annotated on an image without pattern labels, else empty."""
     if row.labels or row.annotations is None:
         return set()
@@ -163,7 +163,7 @@ def evaluate_model(model_dir: str | Path, manifest: str | Path, out_dir: str | P
         "manifest": str(manifest),
         "manifest_sha256": manifest_sha256(manifest),
         "metrics": metrics,
-        "hard_negatives": _hard_negative_report([_look_alikes(r) for r in rows], definite, possible, classes),
+        "hard_negatives": _hard_negative_report([look_alikes(r) for r in rows], definite, possible, classes),
         "negatives": {
             "n_images": int(neg.sum()),
             "any_definite_rate": _any_call_rate(definite, neg),
