@@ -19,9 +19,9 @@ from pathlib import Path
 import numpy as np
 
 from calcdx.datasets.manifest import read_manifest
-from calcdx.taxonomy import PATTERNS, HardNegative
+from calcdx.taxonomy import PATTERNS
 from calcdx.training.calibration import operating_points
-from calcdx.training.report import look_alikes
+from calcdx.training.report import any_call_rate, hard_negative_report, look_alikes
 
 CLASSES = [p.value for p in PATTERNS]
 
@@ -51,17 +51,18 @@ def main() -> None:
     vp, vy, _ = load(args.val_eval, args.val_manifest)
     tp, ty, kinds = load(args.test_eval, args.test_manifest)
     free = ty.sum(axis=1) == 0
-    beyond = np.array([bool(k - {HardNegative.LEAD_MARKER.value}) for k in kinds])
+    n_beyond = hard_negative_report(kinds, tp > 1, tp > 1, CLASSES)["beyond_lead_marker"]["n_images"]
     print(f"validation {len(vp)} images; test {len(tp)} images, {free.sum()} pattern-free, "
-          f"{beyond.sum()} of them holding a look-alike other than the lead marker")
+          f"{n_beyond} of them holding a look-alike other than the lead marker")
     print("target  " + "  ".join(f"{c[:6]:>6s}" for c in CLASSES) + "  look-alike  pattern-free")
     for target in args.targets:
         points = operating_points(vy, vp, CLASSES, sensitivity=args.sensitivity, specificity=target)
         definite = tp >= np.array([points[c]["definite"] for c in CLASSES])[None, :]
         sens = [definite[ty[:, i] == 1, i].mean() if (ty[:, i] == 1).any() else float("nan")
                 for i in range(len(CLASSES))]
+        look_alike = hard_negative_report(kinds, definite, definite, CLASSES)["beyond_lead_marker"]["any_definite_rate"]
         print(f"{target:<6}  " + "  ".join(f"{s:6.2f}" for s in sens)
-              + f"  {definite[beyond].any(axis=1).mean():10.1%}  {definite[free].any(axis=1).mean():12.1%}")
+              + f"  {look_alike:10.1%}  {any_call_rate(definite, free):12.1%}")
 
 
 if __name__ == "__main__":

@@ -99,11 +99,11 @@ def test_resume_after_interruption_gives_the_same_model(tmp_path: Path, tiny_man
 
 
 def test_hard_negative_report_counts_calls_per_look_alike_kind() -> None:
-    from calcdx.training.report import _hard_negative_report
+    from calcdx.training.report import hard_negative_report
 
     kinds = [{"lead_marker"}, {"lead_marker", "cysticercosis"}, set(), {"cysticercosis"}]
     definite = np.array([[0, 0], [0, 1], [1, 0], [0, 1]], bool)  # row 2 (no look-alike) is not counted
-    report = _hard_negative_report(kinds, definite, definite | True, ["hadd", "phlebolith"])
+    report = hard_negative_report(kinds, definite, definite | True, ["hadd", "phlebolith"])
     assert report["n_images"] == 3 and report["any_definite_rate"] == pytest.approx(2 / 3)
     assert report["by_kind"]["cysticercosis"] == {"n_images": 2, "any_definite_rate": 1.0,
                                                   "definite_calls": {"phlebolith": 2}}

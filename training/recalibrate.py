@@ -17,6 +17,7 @@ import torch
 
 from calcdx.datasets.manifest import manifest_sha256, read_manifest
 from calcdx.datasets.torch_dataset import ManifestDataset
+from calcdx.errors import ConfigError
 from calcdx.models.card import ModelCard
 from calcdx.models.checkpoint import load_checkpoint, save_checkpoint
 from calcdx.training.loop import evaluate
@@ -32,10 +33,9 @@ DEFAULT_TARGETS: dict[str, float] = {"possible_sensitivity": 0.95, "definite_spe
 def card_targets(card: ModelCard) -> dict[str, float]:
     """The targets the card's operating points were placed at: its last recalibration's, else its
     training run's calibration config, else the defaults."""
-    config = card.training_data.get("config", {}).get("calibration", {}) \
-        if isinstance(card.training_data.get("config"), dict) else {}
-    last = card.training_data.get("recalibration", {})
-    return {k: float(last.get(k, config.get(k, v))) for k, v in DEFAULT_TARGETS.items()}
+    trained = (card.training_data.get("config") or {}).get("calibration") or {}
+    last = card.training_data.get("recalibration") or {}
+    return {k: float(last.get(k, trained.get(k, v))) for k, v in DEFAULT_TARGETS.items()}
 
 
 def recalibrate_model(model_dir: str | Path, manifest: str | Path, out_dir: str | Path, *,
@@ -53,8 +53,6 @@ def recalibrate_model(model_dir: str | Path, manifest: str | Path, out_dir: str 
         ModelIntegrityError: the source model fails its checks.  ManifestError: bad manifest.
         ConfigError: a target outside (0, 1), or a manifest without positives and negatives for a pattern.
     """
-    from calcdx.errors import ConfigError
-
     if Path(out_dir).resolve() == Path(model_dir).resolve():
         raise ConfigError(f"--out {out_dir} is the source model's folder: write the calibrated model elsewhere")
     loaded = load_checkpoint(model_dir, device=device)

@@ -42,12 +42,12 @@ def look_alikes(row: ManifestRow) -> set[str]:
     return {str(lesion.get("kind", "")) for lesion in lesions} - names
 
 
-def _any_call_rate(calls: np.ndarray, images: np.ndarray) -> float | None:
+def any_call_rate(calls: np.ndarray, images: np.ndarray) -> float | None:
     """Share of the selected images with a call of any pattern (None when none is selected)."""
     return float(calls[images].any(axis=1).mean()) if images.any() else None
 
 
-def _hard_negative_report(kinds: list[set[str]], definite: np.ndarray, possible: np.ndarray,
+def hard_negative_report(kinds: list[set[str]], definite: np.ndarray, possible: np.ndarray,
                           classes: Sequence[str]) -> dict[str, Any]:
     """Calls on pattern-free images that hold look-alikes: overall, on those holding more than a
     lead marker (half of all images carry one), and per look-alike kind."""
@@ -59,17 +59,17 @@ def _hard_negative_report(kinds: list[set[str]], definite: np.ndarray, possible:
         calls = definite[sel]
         by_kind[kind] = {
             "n_images": int(sel.sum()),
-            "any_definite_rate": float(calls.any(axis=1).mean()),
+            "any_definite_rate": any_call_rate(definite, sel),
             "definite_calls": {c: int(n) for c, n in zip(classes, calls.sum(axis=0), strict=True) if n},
         }
     return {
         "n_images": int(hn.sum()),
-        "any_definite_rate": _any_call_rate(definite, hn),
-        "any_possible_rate": _any_call_rate(possible, hn),
+        "any_definite_rate": any_call_rate(definite, hn),
+        "any_possible_rate": any_call_rate(possible, hn),
         "beyond_lead_marker": {
             "n_images": int(beyond.sum()),
-            "any_definite_rate": _any_call_rate(definite, beyond),
-            "any_possible_rate": _any_call_rate(possible, beyond),
+            "any_definite_rate": any_call_rate(definite, beyond),
+            "any_possible_rate": any_call_rate(possible, beyond),
         },
         "by_kind": by_kind,
     }
@@ -163,10 +163,10 @@ def evaluate_model(model_dir: str | Path, manifest: str | Path, out_dir: str | P
         "manifest": str(manifest),
         "manifest_sha256": manifest_sha256(manifest),
         "metrics": metrics,
-        "hard_negatives": _hard_negative_report([look_alikes(r) for r in rows], definite, possible, classes),
+        "hard_negatives": hard_negative_report([look_alikes(r) for r in rows], definite, possible, classes),
         "negatives": {
             "n_images": int(neg.sum()),
-            "any_definite_rate": _any_call_rate(definite, neg),
+            "any_definite_rate": any_call_rate(definite, neg),
         },
         "ood": {
             "threshold": thr if np.isfinite(thr) else None,
