@@ -15,7 +15,7 @@ from calcdx.datasets.transforms import to_model_grid
 from calcdx.findings import Finding
 from calcdx.inference.findings import extract_findings
 from calcdx.models import shipped_model_dir
-from calcdx.models.apply import GridResult, fold_batch_norm, run_on_grid
+from calcdx.models.apply import GridResult, prepare_for_inference, run_on_grid
 from calcdx.models.checkpoint import load_checkpoint, sha256_file
 from calcdx.models.ood import thresholds as ood_thresholds
 
@@ -77,7 +77,7 @@ class Predictor:
         if threads:
             torch.set_num_threads(threads)
         loaded = load_checkpoint(self.model_dir, device=device)
-        self.model = fold_batch_norm(loaded.model.eval())
+        self.model = prepare_for_inference(loaded.model, device)
         self.card = loaded.card
         self.device = device
         self.weights_sha256 = sha256_file(self.model_dir / "model.safetensors")

@@ -65,6 +65,21 @@ def fold_batch_norm(model: nn.Module) -> nn.Module:
     return model
 
 
+def prepare_for_inference(model: nn.Module, device: str | torch.device = "cpu") -> nn.Module:
+    """``model`` in eval mode, batch norm folded (:func:`fold_batch_norm`) and, on a CPU, its
+    weights in channels-last order, in place.
+
+    Channels-last lets oneDNN run the depthwise and pointwise convolutions without reordering
+    every activation: on the 2-core development machine the shipped model's forward pass fell
+    from 45 to 32 ms per 672 x 528 grid with one thread and from 44 to 23 ms with two
+    (``benchmarks/inference_throughput.py``); outputs agree within 1e-5 (a test).
+    """
+    model = fold_batch_norm(model.eval())
+    if torch.device(device).type == "cpu":
+        model = model.to(memory_format=torch.channels_last)
+    return model
+
+
 def _sigmoid(x: np.ndarray) -> np.ndarray:
     return np.asarray(1.0 / (1.0 + np.exp(-np.clip(x, -60, 60))), dtype=np.float32)
 

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from calcdx.models import create_model
-from calcdx.models.apply import fold_batch_norm, run_on_grid
+from calcdx.models.apply import fold_batch_norm, prepare_for_inference, run_on_grid
 from calcdx.models.card import ModelCard
 from calcdx.models.ood import fit_ood
 
@@ -51,6 +51,22 @@ def test_folding_batch_norm_keeps_the_outputs() -> None:
     assert torch.allclose(a.features, b.features, atol=1e-4)
     with pytest.raises(ValueError, match="eval mode"):
         fold_batch_norm(model.train())
+
+
+def test_the_inference_model_runs_channels_last_with_the_same_outputs() -> None:
+    import copy
+
+    torch.manual_seed(1)
+    model = create_model("mobilenet_v3_small", local_contrast=4.0).eval()
+    prepared = prepare_for_inference(copy.deepcopy(model))
+    conv = next(m for m in prepared.modules() if isinstance(m, torch.nn.Conv2d) and m.weight.shape[-1] > 1)
+    assert conv.weight.is_contiguous(memory_format=torch.channels_last)
+    x = torch.rand(1, 1, 160, 128)
+    with torch.no_grad():
+        a, b = model(x), prepared(x)
+    assert torch.allclose(a.maps, b.maps, atol=1e-4)
+    assert torch.allclose(a.logits, b.logits, atol=1e-4)
+    assert torch.allclose(a.features, b.features, atol=1e-4)
 
 
 def test_torchscript_export_matches_and_stays_size_generic(tmp_path) -> None:
