@@ -1,11 +1,10 @@
 """Batch inference: discovery -> streaming DataLoader (decode in workers) -> model -> per-study outputs.
 
-Three stages overlap, each in its own processes: DataLoader workers decode and resample, the
-main process runs the model, and one study process measures the findings, explains them and
-writes the files of the study before (so its Python never holds the model's interpreter lock).
-Pixels cross between them in shared memory.  Memory stays flat: at most two studies are held.
-Results are written per study, atomically, the study JSON last; a re-run skips every study
-whose JSON exists for the same model weights (sha256) and redoes the rest, so a killed batch loses nothing and
+Three stages overlap: worker processes decode and resample, the main thread runs the model,
+and one helper thread measures the findings, explains them and writes the files of the
+study before.  Memory stays flat: at most two studies are held.  Results are written per study,
+atomically, the study JSON last; a re-run skips every study whose JSON exists for the same
+model weights (sha256) and redoes the rest, so a killed batch loses nothing and
 duplicates nothing.  Unreadable or refused files go to ``failures.csv`` (code and reason)
 and never stop the batch.  Under ``torchrun`` (RANK / WORLD_SIZE set) studies are sharded
 by rank; every rank writes its own study files and ``failures-rank<R>.csv``, and rank 0
@@ -17,12 +16,10 @@ from __future__ import annotations
 import csv
 import json
 import logging
-import multiprocessing
 import os
 import time
 from collections.abc import Iterator, Sequence
-from concurrent.futures import Future, ProcessPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -267,10 +264,10 @@ def _run_batch(paths: Sequence[str | Path], out_dir: str | Path, predictor: Pred
 
         bar = tqdm(total=len(items), unit="img", desc=f"predict (rank {rank})" if world > 1 else "predict")
     n_done_studies = 0
-    # the model runs here; findings, rules and files of the previous study in the study process
-    # meanwhile.  At most one study waits there, so memory stays flat.
+    # the model runs here; findings, rules and files of the previous study in one helper thread
+    # meanwhile (numpy, scipy, OpenCV and file writes overlap the forward pass).  At most one
+    # study waits there, so memory stays flat.
     in_flight: tuple[str, list[_Item], Future[_Outcome]] | None = None
-    post = _StudyProcess(predictor, out, {"context": context, "write_sr": write_sr, "write_overlays": write_overlays})
 
     def collect() -> None:
         nonlocal n_done_studies, in_flight
@@ -281,8 +278,6 @@ def _run_batch(paths: Sequence[str | Path], out_dir: str | Path, predictor: Pred
         try:
             _record(future.result(), failures, report)
         except Exception as exc:  # one study's failure never stops the batch
-            if isinstance(exc, BrokenProcessPool):  # the study process died (e.g. killed for memory)
-                post.restart()
             logger.error("study %s failed", study_uid, exc_info=exc)
             for failed in study_items:
                 path = str(failed.instance.path)
@@ -294,9 +289,9 @@ def _run_batch(paths: Sequence[str | Path], out_dir: str | Path, predictor: Pred
             bar.set_postfix(studies=f"{n_done_studies}/{len(todo)}",
                             img_s=f"{report.n_images / max(time.perf_counter() - started, 1e-6):.2f}")
 
-    with post, torch.inference_mode():
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="calcdx-study") as post, torch.inference_mode():
         for batch in loader:
-            for item in batch:  # tensors in shared memory, passed on to the study process as such
+            for item in (received.as_arrays() for received in batch):
                 pending.setdefault(item.study_uid, []).append(item)
                 if bar:
                     bar.update(1)
@@ -307,7 +302,8 @@ def _run_batch(paths: Sequence[str | Path], out_dir: str | Path, predictor: Pred
                     except Exception as exc:  # e.g. out of memory on one huge image
                         outputs = exc
                     collect()
-                    future = post.submit(item.study_uid, study_items, outputs)
+                    future = post.submit(_finish, item.study_uid, study_items, outputs, predictor, out,
+                                         context=context, write_sr=write_sr, write_overlays=write_overlays)
                     in_flight = (item.study_uid, study_items, future)
         collect()
     if bar:
@@ -326,95 +322,37 @@ def _run_batch(paths: Sequence[str | Path], out_dir: str | Path, predictor: Pred
 class _Outcome:
     """What finishing one study changed: image counts, files refused, files that now succeeded."""
 
-    n_images: int
-    n_not_analyzed: int
-    n_low_confidence: int
+    images: list[ImageResult]
     refused: list[dict[str, Any]]
     succeeded: list[str]
 
 
 def _forward(items: list[_Item], predictor: Predictor) -> list[list[GridResult]]:
-    """The model's outputs for every decoded frame of a study's items (main process: torch)."""
-    return [[predictor.forward(grid) for grid in item.as_arrays().grids or []] for item in items]
-
-
-class _StudyProcess:
-    """One forked process that finishes studies (:func:`_finish`) while the model runs.
-
-    Before, a helper thread did this work, and its pure-Python rule evaluation held the
-    interpreter lock between the model's operators: the forward pass took 36-47 ms per image in
-    the batch against 26 ms alone (docs/inference.md).  The process is forked before the first
-    study, so it inherits the predictor (its card and identity; it never runs the model) and the
-    study options instead of unpickling them; per study only the items (pixels as shared-memory
-    handles) and the model's outputs travel.  If it dies, the study it held is listed as failed
-    and a new one is started.
-    """
-
-    def __init__(self, predictor: Predictor, out: Path, options: dict[str, Any]) -> None:
-        self._args = (predictor, out, options)
-        self._pool: ProcessPoolExecutor | None = None
-
-    def __enter__(self) -> _StudyProcess:
-        self.restart()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self._pool is not None:
-            self._pool.shutdown(wait=True, cancel_futures=True)
-            self._pool = None
-
-    def restart(self) -> None:
-        self.__exit__()
-        self._pool = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("fork"),
-                                         initializer=_start_study_process, initargs=self._args)
-        self._pool.submit(int).result()  # fork now, before the DataLoader's and tqdm's threads exist
-
-    def submit(self, study_uid: str, items: list[_Item], outputs: list[list[GridResult]] | Exception
-               ) -> Future[_Outcome]:
-        assert self._pool is not None
-        return self._pool.submit(_finish_in_study_process, study_uid, items, outputs)
-
-
-_STUDY_PROCESS: dict[str, Any] = {}
-
-
-def _start_study_process(predictor: Predictor, out: Path, options: dict[str, Any]) -> None:
-    import cv2
-
-    cv2.setNumThreads(1)
-    _STUDY_PROCESS.update(predictor=predictor, out=out, options=options)
-
-
-def _finish_in_study_process(study_uid: str, items: list[_Item], outputs: list[list[GridResult]] | Exception
-                             ) -> _Outcome:
-    state = _STUDY_PROCESS
-    return _finish(study_uid, [item.as_arrays() for item in items], outputs, state["predictor"], state["out"],
-                   **state["options"])
+    """The model's outputs for every decoded frame of a study's items (main thread: torch)."""
+    return [[predictor.forward(grid) for grid in item.grids or []] for item in items]
 
 
 def _finish(study_uid: str, items: list[_Item], outputs: list[list[GridResult]] | Exception, predictor: Predictor,
             out: Path, **kw: Any) -> _Outcome:
-    """Findings, differential and files of one study (study process: no torch)."""
+    """Findings, differential and files of one study (helper thread: no torch)."""
     if isinstance(outputs, Exception):
         raise outputs
     images: list[ImageResult] = []
     radiographs: dict[str, Radiograph] = {}
     sources: dict[str, Path] = {}
-    refused: list[dict[str, Any]] = []
-    succeeded: list[str] = []
+    outcome = _Outcome(images, [], [])
     for item, item_outputs in sorted(zip(items, outputs, strict=True), key=lambda pair: pair[0].index):
         if item.error:
-            refused.append({"path": str(item.instance.path), "study_instance_uid": study_uid,
-                            "code": item.error["code"], "reason": item.error["reason"]})
+            outcome.refused.append({"path": str(item.instance.path), "study_instance_uid": study_uid,
+                                    "code": item.error["code"], "reason": item.error["reason"]})
             continue
         for r, grid_result in zip(item.radiographs or [], item_outputs, strict=False):
             images.append(predictor.result(r, grid_result))
             radiographs[r.sop_instance_uid] = r
             sources[r.sop_instance_uid] = item.instance.path
-        succeeded.append(str(item.instance.path))
-    finalize_study(study_uid, images, radiographs, sources, refused, predictor, out, **kw)
-    return _Outcome(len(images), sum(im.status != "analyzed" for im in images),
-                    sum(im.low_confidence for im in images), refused, succeeded)
+        outcome.succeeded.append(str(item.instance.path))
+    finalize_study(study_uid, images, radiographs, sources, outcome.refused, predictor, out, **kw)
+    return outcome
 
 
 def _record(outcome: _Outcome, failures: dict[str, dict[str, Any]], report: BatchReport) -> None:
@@ -422,9 +360,9 @@ def _record(outcome: _Outcome, failures: dict[str, dict[str, Any]], report: Batc
         failures[record["path"]] = record
     for path in outcome.succeeded:
         failures.pop(path, None)
-    report.n_images += outcome.n_images
-    report.n_not_analyzed += outcome.n_not_analyzed
-    report.n_low_confidence += outcome.n_low_confidence
+    report.n_images += len(outcome.images)
+    report.n_not_analyzed += sum(im.status != "analyzed" for im in outcome.images)
+    report.n_low_confidence += sum(im.low_confidence for im in outcome.images)
     report.n_studies += 1
 
 
