@@ -69,10 +69,10 @@ def prepare_for_inference(model: nn.Module, device: str | torch.device = "cpu") 
     """``model`` in eval mode, batch norm folded (:func:`fold_batch_norm`) and, on a CPU, its
     weights in channels-last order, in place.
 
-    Channels-last lets oneDNN run the depthwise and pointwise convolutions without reordering
-    every activation: on the 2-core development machine the shipped model's forward pass fell
-    from 45 to 32 ms per 672 x 528 grid with one thread and from 44 to 23 ms with two
-    (``benchmarks/inference_throughput.py``); outputs agree within 1e-5 (a test).
+    On the 2-core development machine the shipped model's forward pass over the bundled examples'
+    grids (about 664 x 524 px) fell from 45 to 32 ms per image with one thread and from 44 to 23 ms
+    with two (median of three passes, docs/inference.md); its probabilities and maps moved by at most
+    3e-6 there, and a test holds a fresh model's outputs to 1e-4.
     """
     model = fold_batch_norm(model.eval())
     if torch.device(device).type == "cpu":
