@@ -31,7 +31,9 @@ def test_run_on_grid_whole_and_tiled_agree_on_shapes_and_calibration() -> None:
     assert np.allclose(tiled.probabilities, tiled.prob_maps.reshape(6, -1).max(1), atol=1e-5)
 
 
-def test_folding_batch_norm_keeps_the_outputs() -> None:
+@pytest.mark.parametrize("prepare", [fold_batch_norm, prepare_for_inference])
+def test_preparing_for_inference_keeps_the_outputs(prepare) -> None:
+    """Folding batch norm, and channels-last order on top of it (what ``Predictor`` runs)."""
     import copy
 
     torch.manual_seed(0)
@@ -41,32 +43,20 @@ def test_folding_batch_norm_keeps_the_outputs() -> None:
         for _ in range(3):
             model(torch.rand(4, 1, 96, 96))
     model.eval()
-    folded = fold_batch_norm(copy.deepcopy(model))
+    prepared = prepare(copy.deepcopy(model))
     n_bn = sum(isinstance(m, torch.nn.BatchNorm2d) for m in model.modules())
-    assert sum(isinstance(m, torch.nn.BatchNorm2d) for m in folded.modules()) < n_bn // 2
+    assert sum(isinstance(m, torch.nn.BatchNorm2d) for m in prepared.modules()) < n_bn // 2
+    if prepare is prepare_for_inference:
+        conv = next(m for m in prepared.modules() if isinstance(m, torch.nn.Conv2d) and m.weight.shape[-1] > 1)
+        assert conv.weight.is_contiguous(memory_format=torch.channels_last)
     x = torch.rand(2, 1, 128, 96)
-    with torch.no_grad():
-        a, b = model(x), folded(x)
-    assert torch.allclose(a.maps, b.maps, atol=1e-4)
-    assert torch.allclose(a.features, b.features, atol=1e-4)
-    with pytest.raises(ValueError, match="eval mode"):
-        fold_batch_norm(model.train())
-
-
-def test_the_inference_model_runs_channels_last_with_the_same_outputs() -> None:
-    import copy
-
-    torch.manual_seed(1)
-    model = create_model("mobilenet_v3_small", local_contrast=4.0).eval()
-    prepared = prepare_for_inference(copy.deepcopy(model))
-    conv = next(m for m in prepared.modules() if isinstance(m, torch.nn.Conv2d) and m.weight.shape[-1] > 1)
-    assert conv.weight.is_contiguous(memory_format=torch.channels_last)
-    x = torch.rand(1, 1, 160, 128)
     with torch.no_grad():
         a, b = model(x), prepared(x)
     assert torch.allclose(a.maps, b.maps, atol=1e-4)
     assert torch.allclose(a.logits, b.logits, atol=1e-4)
     assert torch.allclose(a.features, b.features, atol=1e-4)
+    with pytest.raises(ValueError, match="eval mode"):
+        fold_batch_norm(model.train())
 
 
 def test_torchscript_export_matches_and_stays_size_generic(tmp_path) -> None:
