@@ -26,7 +26,8 @@ STAGES: dict[str, tuple[str, str]] = {  # label: (file name ending, function nam
     "processing (log, window, style)": ("physics.py", "process"),
     "DICOM writing": ("dicom_writer.py", "write_radiograph"),
     "  of which JPEG 2000 encoding": ("utils.py", "encode_buffer"),
-    "masks (.npz)": ("_npyio_impl.py", "savez_compressed"),
+    "  of which JPEG-LS encoding": ("CharLS.py", "encode_pixel_data"),
+    "masks (.npz)": ("dataset.py", "save_mask"),
 }
 
 

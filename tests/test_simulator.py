@@ -380,3 +380,41 @@ def test_deposits_stay_inside_the_body(region: Region) -> None:
             held = body_now[deposit] >= lesion.thickness[deposit] + 2 * SKIN_MM - 0.5
             assert held.all(), (region, seed, lesion.kind, float(held.mean()))
     assert swollen >= 1
+
+
+@pytest.mark.parametrize("radius_px,factor", [(15, 2), (30, 3), (20, 5)])
+def test_coarse_dilation_covers_the_exact_one_and_little_more(radius_px: int, factor: int) -> None:
+    """The swelling around a deposit past the skin is dilated on a coarser grid: never less than
+    the exact dilation by the disc, and no more than a few coarse pixels beyond it."""
+    import cv2
+
+    from calcdx.datasets.simulator.embedding import coarse_dilation
+
+    rng = np.random.default_rng(radius_px)
+    field = np.zeros((301, 257), dtype=np.float32)
+    field[100:180, 90:170] = rng.random((80, 80), dtype=np.float32) * (rng.random((80, 80)) > 0.98)
+    disc = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * radius_px + 1, 2 * radius_px + 1))
+    exact = cv2.dilate(field, disc)
+    coarse = coarse_dilation(field, radius_px, factor)
+    assert coarse.shape == field.shape
+    assert (coarse >= exact).all()
+    wider = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * (radius_px + 4 * factor) + 1,) * 2)
+    assert (coarse <= cv2.dilate(field, wider)).all()
+
+
+@pytest.mark.parametrize("compression", ["none", "rle", "j2k", "jpegls"])
+def test_every_compression_is_lossless_and_valid(compression: str, tmp_path: Path) -> None:
+    from calcdx.datasets.simulator.dicom_writer import COMPRESSION, write_radiograph
+
+    image = np.random.default_rng(1).random((96, 80), dtype=np.float32)
+    path = tmp_path / f"{compression}.dcm"
+    written = write_radiograph(path, image, spacing_mm=0.15, modality="DX", photometric="MONOCHROME1",
+                               bits_stored=12, compression=compression, patient_id="P", study_key="s",
+                               region="knee", view="AP", laterality="L", kvp=70.0, air_kerma_ugy=5.0,
+                               age_years=50, sex="F", instance_key="i")
+    stored = 4095 - np.round(image * 4095).astype(np.uint16)
+    back = pydicom.dcmread(path)
+    assert back.file_meta.TransferSyntaxUID == COMPRESSION[compression]
+    assert back.SOPInstanceUID == written.SOPInstanceUID
+    np.testing.assert_array_equal(back.pixel_array, stored)
+    assert dciodvfy_errors(path) == []

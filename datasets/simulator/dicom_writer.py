@@ -12,6 +12,7 @@ from pydicom.uid import (
     UID,
     ExplicitVRLittleEndian,
     JPEG2000Lossless,
+    JPEGLSLossless,
     RLELossless,
     generate_uid,
 )
@@ -42,7 +43,11 @@ VIEW_CODES: dict[str, tuple[str, str]] = {
     "LAT": ("399067008", "lateral"),
     "OBL": ("399368009", "oblique"),
 }
-COMPRESSION: dict[str, UID] = {"none": ExplicitVRLittleEndian, "rle": RLELossless, "j2k": JPEG2000Lossless}
+COMPRESSION: dict[str, UID] = {"none": ExplicitVRLittleEndian, "rle": RLELossless, "j2k": JPEG2000Lossless,
+                               "jpegls": JPEGLSLossless}
+ENCODER: dict[str, str] = {"j2k": "pylibjpeg", "jpegls": "pyjpegls", "rle": "gdcm"}
+"""The encoder per compression: OpenJPEG, CharLS, and GDCM's RLE (2.4 x faster than pylibjpeg-rle
+on a 7.9 Mpx radiograph, 74 against 176 ms; pydicom's own takes 1.6 s)."""
 
 
 def uid_from(seed_text: str) -> UID:
@@ -73,7 +78,7 @@ def write_radiograph(
     """Write ``image`` (float [0, 1], bright = dense) and return the dataset written.
 
     Stored values use ``bits_stored`` bits; MONOCHROME1 files store the inverse.  The
-    window covers the full range.  ``compression`` is "none", "rle" or "j2k" (lossless).
+    window covers the full range.  ``compression`` is one of ``COMPRESSION`` (all lossless).
     """
     maxval = (1 << bits_stored) - 1
     stored = np.round(np.clip(image, 0.0, 1.0) * maxval).astype(np.uint16)
@@ -167,8 +172,7 @@ def write_radiograph(
     if syntax != ExplicitVRLittleEndian:
         # pydicom gives a compressed dataset a new random SOP Instance UID unless told not to:
         # the simulator's UIDs come from the seed, so the same seed writes the same files
-        ds.compress(syntax, encoding_plugin="pylibjpeg" if syntax == JPEG2000Lossless else "",
-                    generate_instance_uid=False)
+        ds.compress(syntax, encoding_plugin=ENCODER[compression], generate_instance_uid=False)
     ds.save_as(path, enforce_file_format=True)
     return ds
 

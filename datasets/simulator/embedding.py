@@ -37,6 +37,8 @@ SWELLING_MM = 3.0
 """How far the soft-tissue swelling around a deposit past the skin reaches beyond the deposit."""
 SKIN_EDGE_SIGMA_MM = 0.8
 """Blur of the swelling's outline: a skin line is sharp."""
+DILATION_PITCH_MM = 0.3
+"""The swelling's reach is dilated on a grid this coarse (``coarse_dilation``)."""
 VESSEL_FADE_MM = 4.0
 """An artery fades out linearly where the body is thinner than this."""
 LATTICE_MM = 2.0
@@ -91,9 +93,34 @@ def embed_in_body(ph: Phantom, lesion: Lesion) -> Lesion:
     c0, c1 = max(cols.start - pad, 0), min(cols.stop + pad, outer.shape[1])
     field = np.zeros((r1 - r0, c1 - c0), dtype=np.float32)
     field[rows.start - r0:rows.stop - r0, cols.start - c0:cols.stop - c0] = deficit
-    kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * radius + 1, 2 * radius + 1))
-    bulge = blur(cv2.dilate(field, kernel), sigma_px)
+    bulge = blur(coarse_dilation(field, radius, max(1, round(DILATION_PITCH_MM / ph.grid.spacing_mm))), sigma_px)
     window = (slice(r0, r1), slice(c0, c1))
     ph.add(Material.MUSCLE, bulge, window)
     outer[window] += bulge  # later lesions see the bulge as body
     return lesion
+
+
+def coarse_dilation(field: np.ndarray, radius_px: int, factor: int) -> np.ndarray:
+    """Grey-scale dilation of ``field`` by a disc of ``radius_px``, on a grid ``factor`` times coarser.
+
+    Each ``factor`` x ``factor`` block keeps its maximum, the disc shrinks by the same factor (but
+    still joins every pair of blocks that hold two pixels ``radius_px`` apart), and the result is
+    enlarged back by repetition.  It is never below the exact dilation and reaches at most about
+    ``4 * factor`` pixels further; the swelling it shapes is blurred next anyway.  The exact
+    dilation of a large deposit at 0.1 mm spacing (a 61-pixel disc) took 40-80 ms, this 2-6 ms.
+    """
+    if factor <= 1:
+        kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * radius_px + 1, 2 * radius_px + 1))
+        return cv2.dilate(field, kernel)
+    h, w = field.shape
+    hc, wc = -(-h // factor), -(-w // factor)
+    padded = np.zeros((hc * factor, wc * factor), dtype=np.float32)
+    padded[:h, :w] = field
+    square = cv2.getStructuringElement(cv2.MORPH_RECT, (factor, factor))
+    blocks = np.ascontiguousarray(cv2.dilate(padded, square, anchor=(0, 0))[::factor, ::factor])  # block maxima
+    # a source and a target pixel ``radius_px`` apart lie in blocks whose centres are at most
+    # ``radius_px + sqrt(2) (factor - 1)`` pixels apart
+    small_radius = int(np.ceil((radius_px + np.sqrt(2.0) * (factor - 1)) / factor))
+    kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * small_radius + 1, 2 * small_radius + 1))
+    dilated = cv2.dilate(blocks, kernel)
+    return cv2.resize(dilated, (wc * factor, hc * factor), interpolation=cv2.INTER_NEAREST)[:h, :w]
