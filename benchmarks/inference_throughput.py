@@ -1,12 +1,15 @@
 """Inference throughput side by side on the same DICOM files.
 
-    python benchmarks/inference_throughput.py [--n 100] [--workers W] [--uncompressed]
+    python benchmarks/inference_throughput.py [--n 100] [--workers W] [--uncompressed | --fast-decode] [--stages]
 
 Prints, for N copies of the bundled example radiographs (JPEG 2000 lossless as bundled, or
 decompressed to Explicit VR Little Endian with ``--uncompressed``: the decoder's share):
   * calcdx end to end (`calcdx predict` pipeline: read, resample, model, findings, rules, JSON; no SR/overlay)
     images/s, peak RSS of the main process and of the largest decoding worker;
-  * calcdx forward-pass-only bound: the model alone on the same model-grid images, batch 1;
+  * calcdx forward-pass-only bound: the model alone on the same model-grid images, batch 1, with one
+    thread and with every core (median of five passes after a warm-up, measured before the batch);
+  * with ``--stages``: CPU milliseconds per image of each stage on one thread, and the ceiling they set
+    on this many cores even if every stage overlapped perfectly;
   * TorchXRayVision: its DICOM reader + DenseNet-121 (weights=None) at 224 px, if installed
     (`pip install -e '.[bench]'`).
 """
@@ -15,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import os
 import resource
 import shutil
 import tempfile
@@ -55,12 +59,62 @@ def peak_rss_mb(who: int = resource.RUSAGE_SELF) -> float:
     return resource.getrusage(who).ru_maxrss / 1024
 
 
+def forward_bound(predictor: Predictor, grids: list[np.ndarray], threads: int, passes: int = 5) -> float:
+    """Images/s of the model alone on ``grids`` (batch 1) with ``threads`` torch threads: a warm-up
+    pass, then the median of ``passes`` passes."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    rates = []
+    try:
+        with torch.inference_mode():
+            for _ in range(passes + 1):
+                start = time.perf_counter()
+                for g in grids:
+                    predictor.forward(g)
+                rates.append(len(grids) / (time.perf_counter() - start))
+    finally:
+        torch.set_num_threads(previous)
+    return float(np.median(rates[1:]))
+
+
+def stage_milliseconds(predictor: Predictor, paths: list[Path], out: Path) -> dict[str, float]:
+    """CPU milliseconds per image in each stage of `calcdx predict` (no SR or overlay), one thread."""
+    from calcdx.inference.study import finalize_study
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    spent = dict.fromkeys(("read", "resample", "forward", "findings", "rules and JSON"), 0.0)
+    try:
+        with torch.inference_mode():
+            for path in paths:
+                t0 = time.thread_time()
+                radiograph = read_radiograph(path, coarsest_spacing_mm=predictor.decode_spacing_mm)
+                t1 = time.thread_time()
+                grid = predictor.to_grid(radiograph)
+                t2 = time.thread_time()
+                outputs = predictor.forward(grid)
+                t3 = time.thread_time()
+                image = predictor.result(radiograph, outputs)
+                t4 = time.thread_time()
+                uid = radiograph.sop_instance_uid
+                finalize_study(radiograph.study_instance_uid, [image], {uid: radiograph}, {uid: path}, [], predictor,
+                               out, write_sr=False, write_overlays=False)
+                t5 = time.thread_time()
+                for stage, seconds in zip(spent, (t1 - t0, t2 - t1, t3 - t2, t4 - t3, t5 - t4), strict=True):
+                    spent[stage] += seconds
+    finally:
+        torch.set_num_threads(previous)
+    return {stage: 1000.0 * seconds / len(paths) for stage, seconds in spent.items()}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--n", type=int, default=100)
     parser.add_argument("--workers", type=int, default=None, help="decoding workers (default: calcdx predict's)")
     parser.add_argument("--uncompressed", action="store_true", help="decompress the copies first")
     parser.add_argument("--fast-decode", action="store_true", help="as calcdx predict --fast-decode")
+    parser.add_argument("--stages", action="store_true",
+                        help="also print the CPU time per image of each stage (one thread) and the ceiling they set")
     parser.add_argument("--threads", type=int, default=None,
                         help="model threads (default: calcdx predict's, the cores the workers leave)")
     args = parser.parse_args()
@@ -69,30 +123,35 @@ def main() -> None:
         (tmp / "in").mkdir()
         paths = copies(args.n, tmp / "in", uncompressed=args.uncompressed)
         predictor = Predictor(fast_decode=args.fast_decode)
+        grids = [predictor.to_grid(read_radiograph(p, coarsest_spacing_mm=predictor.decode_spacing_mm))
+                 for p in paths[: min(20, len(paths))]]
+        cores = len(os.sched_getaffinity(0))
+        bounds = {threads: forward_bound(predictor, grids, threads) for threads in sorted({1, cores})}
         start = time.perf_counter()
         report = run_batch(
             paths, tmp / "out", predictor, workers=args.workers, write_sr=False, write_overlays=False, progress=False,
             threads=args.threads,
         )
         e2e = report.n_images / (time.perf_counter() - start)
-        grids = [predictor.to_grid(read_radiograph(p)) for p in paths[: min(20, len(paths))]]
-        passes = []
-        with torch.inference_mode():
-            for _ in range(4):  # the first pass warms up; the median of the other three is reported
-                start = time.perf_counter()
-                for g in grids:
-                    predictor.model(torch.from_numpy(g)[None, None])
-                passes.append(len(grids) / (time.perf_counter() - start))
-        forward = float(np.median(passes[1:]))
+        forward = bounds[cores]
         shape = np.mean([g.shape for g in grids], axis=0)
         syntax = "uncompressed" if args.uncompressed else "JPEG 2000 lossless"
         print(
-            f"images: {args.n} ({syntax}), model grid {predictor.card.input_spacing_mm} mm/px "
-            f"(mean {shape[0]:.0f}x{shape[1]:.0f} px)"
+            f"images: {args.n} ({syntax}{', fast decode' if args.fast_decode else ''}), model grid "
+            f"{predictor.card.input_spacing_mm} mm/px (mean {shape[0]:.0f}x{shape[1]:.0f} px), {cores} cores"
         )
         print(f"calcdx end to end      {e2e:7.2f} images/s   peak RSS {peak_rss_mb():7.0f} MB "
               f"(largest worker {peak_rss_mb(resource.RUSAGE_CHILDREN):.0f} MB; {report.n_images} images)")
-        print(f"calcdx forward only    {forward:7.2f} images/s   (end to end = {e2e / forward:.2f} x forward)")
+        for threads, rate in bounds.items():
+            print(f"calcdx forward only    {rate:7.2f} images/s   ({threads} thread{'s' if threads > 1 else ''}, "
+                  f"batch 1, median of 5 passes over {len(grids)} grids; end to end = {e2e / rate:.2f} x)")
+        if args.stages:
+            stages = stage_milliseconds(predictor, paths[: min(28, len(paths))], tmp / "stages")
+            total = sum(stages.values())
+            print(f"CPU per image, one thread ({min(28, len(paths))} images): "
+                  + ", ".join(f"{stage} {ms:.1f} ms" for stage, ms in stages.items()) + f"; total {total:.1f} ms")
+            print(f"  ceiling on {cores} cores if every stage overlapped perfectly: {1000.0 * cores / total:.2f} "
+                  f"images/s ({1000.0 * cores / total / forward:.2f} x the {cores}-thread forward bound)")
         try:
             import torchxrayvision as xrv
         except ImportError:

@@ -264,13 +264,15 @@ def _run_batch(paths: Sequence[str | Path], out_dir: str | Path, predictor: Pred
 
         bar = tqdm(total=len(items), unit="img", desc=f"predict (rank {rank})" if world > 1 else "predict")
     n_done_studies = 0
+    _write_csv(failures_file, FAILURE_COLUMNS, list(failures.values()))
+    failures_written = dict(failures)
     # the model runs here; findings, rules and files of the previous study in one helper thread
     # meanwhile (numpy, scipy, OpenCV and file writes overlap the forward pass).  At most one
     # study waits there, so memory stays flat.
     in_flight: tuple[str, list[_Item], Future[_Outcome]] | None = None
 
     def collect() -> None:
-        nonlocal n_done_studies, in_flight
+        nonlocal n_done_studies, in_flight, failures_written
         if in_flight is None:
             return
         study_uid, study_items, future = in_flight
@@ -284,7 +286,9 @@ def _run_batch(paths: Sequence[str | Path], out_dir: str | Path, predictor: Pred
                 failures[path] = {"path": path, "study_instance_uid": study_uid,
                                   "code": "E_INTERNAL", "reason": f"{type(exc).__name__}: {exc}"}
         n_done_studies += 1
-        _write_csv(failures_file, FAILURE_COLUMNS, list(failures.values()))
+        if failures != failures_written:  # the file holds what is known so far if the batch is killed
+            _write_csv(failures_file, FAILURE_COLUMNS, list(failures.values()))
+            failures_written = dict(failures)
         if bar:
             bar.set_postfix(studies=f"{n_done_studies}/{len(todo)}",
                             img_s=f"{report.n_images / max(time.perf_counter() - started, 1e-6):.2f}")
