@@ -1,6 +1,7 @@
 """Inference throughput side by side on the same DICOM files.
 
     python benchmarks/inference_throughput.py [--n 100] [--workers W] [--uncompressed | --fast-decode] [--stages]
+        [--device auto|cpu|cuda]
 
 Prints, for N copies of the bundled example radiographs (JPEG 2000 lossless as bundled, or
 decompressed to Explicit VR Little Endian with ``--uncompressed``: the decoder's share):
@@ -8,9 +9,9 @@ decompressed to Explicit VR Little Endian with ``--uncompressed``: the decoder's
     images/s, peak RSS of the main process and of the largest decoding worker;
   * calcdx forward-pass-only bound: the model alone on the same model-grid images, batch 1, with one
     thread and with every core (median of five passes after a warm-up, measured before the batch);
-  * with ``--stages``: CPU milliseconds per image of each stage on one thread, and the ceiling they set
-    on this many cores even if every stage overlapped perfectly;
-  * TorchXRayVision: its DICOM reader + DenseNet-121 (weights=None) at 224 px, if installed
+  * with ``--stages``: milliseconds per image of each stage, one after the other on one thread, and the
+    ceilings they set (the helper thread's; on the CPU, this many cores even if every stage overlapped);
+  * TorchXRayVision: its DICOM reader + DenseNet-121 (weights=None) at 224 px on the same device, if installed
     (`pip install -e '.[bench]'`).
 """
 
@@ -78,7 +79,8 @@ def forward_bound(predictor: Predictor, grids: list[np.ndarray], threads: int, p
 
 
 def stage_milliseconds(predictor: Predictor, paths: list[Path], out: Path) -> dict[str, float]:
-    """CPU milliseconds per image in each stage of `calcdx predict` (no SR or overlay), one thread."""
+    """Milliseconds per image in each stage of `calcdx predict` (no SR or overlay), one after the other
+    on one thread (the model on its device)."""
     from calcdx.inference.study import finalize_study
 
     previous = torch.get_num_threads()
@@ -87,19 +89,19 @@ def stage_milliseconds(predictor: Predictor, paths: list[Path], out: Path) -> di
     try:
         with torch.inference_mode():
             for path in paths:
-                t0 = time.thread_time()
+                t0 = time.perf_counter()
                 radiograph = read_radiograph(path, coarsest_spacing_mm=predictor.decode_spacing_mm)
-                t1 = time.thread_time()
+                t1 = time.perf_counter()
                 grid = predictor.to_grid(radiograph)
-                t2 = time.thread_time()
+                t2 = time.perf_counter()
                 outputs = predictor.forward(grid)
-                t3 = time.thread_time()
+                t3 = time.perf_counter()
                 image = predictor.result(radiograph, outputs)
-                t4 = time.thread_time()
+                t4 = time.perf_counter()
                 uid = radiograph.sop_instance_uid
                 finalize_study(radiograph.study_instance_uid, [image], {uid: radiograph}, {uid: path}, [], predictor,
                                out, write_sr=False, write_overlays=False)
-                t5 = time.thread_time()
+                t5 = time.perf_counter()
                 for stage, seconds in zip(spent, (t1 - t0, t2 - t1, t3 - t2, t4 - t3, t5 - t4), strict=True):
                     spent[stage] += seconds
     finally:
@@ -113,6 +115,7 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=None, help="decoding workers (default: calcdx predict's)")
     parser.add_argument("--uncompressed", action="store_true", help="decompress the copies first")
     parser.add_argument("--fast-decode", action="store_true", help="as calcdx predict --fast-decode")
+    parser.add_argument("--device", default="auto", help="as calcdx predict --device (auto: a GPU when there is one)")
     parser.add_argument("--stages", action="store_true",
                         help="also print the CPU time per image of each stage (one thread) and the ceiling they set")
     parser.add_argument("--threads", type=int, default=None,
@@ -122,50 +125,58 @@ def main() -> None:
     try:
         (tmp / "in").mkdir()
         paths = copies(args.n, tmp / "in", uncompressed=args.uncompressed)
-        predictor = Predictor(fast_decode=args.fast_decode)
+        predictor = Predictor(device=args.device, fast_decode=args.fast_decode)
         grids = [predictor.to_grid(read_radiograph(p, coarsest_spacing_mm=predictor.decode_spacing_mm))
                  for p in paths[: min(20, len(paths))]]
         cores = len(os.sched_getaffinity(0))
-        bounds = {threads: forward_bound(predictor, grids, threads) for threads in sorted({1, cores})}
+        on_cpu = predictor.device == "cpu"
+        bounds = {threads: forward_bound(predictor, grids, threads) for threads in (sorted({1, cores}) if on_cpu
+                                                                                     else [torch.get_num_threads()])}
         start = time.perf_counter()
         report = run_batch(
             paths, tmp / "out", predictor, workers=args.workers, write_sr=False, write_overlays=False, progress=False,
             threads=args.threads,
         )
         e2e = report.n_images / (time.perf_counter() - start)
-        forward = bounds[cores]
+        forward = bounds[max(bounds)]
         shape = np.mean([g.shape for g in grids], axis=0)
         syntax = "uncompressed" if args.uncompressed else "JPEG 2000 lossless"
         print(
             f"images: {args.n} ({syntax}{', fast decode' if args.fast_decode else ''}), model grid "
-            f"{predictor.card.input_spacing_mm} mm/px (mean {shape[0]:.0f}x{shape[1]:.0f} px), {cores} cores"
+            f"{predictor.card.input_spacing_mm} mm/px (mean {shape[0]:.0f}x{shape[1]:.0f} px), {cores} cores, "
+            f"model on {predictor.device}"
         )
         print(f"calcdx end to end      {e2e:7.2f} images/s   peak RSS {peak_rss_mb():7.0f} MB "
               f"(largest worker {peak_rss_mb(resource.RUSAGE_CHILDREN):.0f} MB; {report.n_images} images)")
         for threads, rate in bounds.items():
-            print(f"calcdx forward only    {rate:7.2f} images/s   ({threads} thread{'s' if threads > 1 else ''}, "
-                  f"batch 1, median of 5 passes over {len(grids)} grids; end to end = {e2e / rate:.2f} x)")
+            where = f"{threads} thread{'s' if threads > 1 else ''}" if on_cpu else predictor.device
+            print(f"calcdx forward only    {rate:7.2f} images/s   ({where}, batch 1, median of 5 passes over "
+                  f"{len(grids)} grids; end to end = {e2e / rate:.2f} x)")
         if args.stages:
             stages = stage_milliseconds(predictor, paths[: min(28, len(paths))], tmp / "stages")
             total = sum(stages.values())
-            print(f"CPU per image, one thread ({min(28, len(paths))} images): "
+            print(f"ms per image, stage by stage on one thread ({min(28, len(paths))} images): "
                   + ", ".join(f"{stage} {ms:.1f} ms" for stage, ms in stages.items()) + f"; total {total:.1f} ms")
-            print(f"  ceiling on {cores} cores if every stage overlapped perfectly: {1000.0 * cores / total:.2f} "
-                  f"images/s ({1000.0 * cores / total / forward:.2f} x the {cores}-thread forward bound)")
+            finishing = stages["findings"] + stages["rules and JSON"]
+            print(f"  one helper thread finishes at most {1000.0 / finishing:.2f} images/s (findings, rules, JSON)")
+            if on_cpu:
+                print(f"  ceiling on {cores} cores if every stage overlapped perfectly: {1000.0 * cores / total:.2f} "
+                      f"images/s ({1000.0 * cores / total / forward:.2f} x the {cores}-thread forward bound)")
         try:
             import torchxrayvision as xrv
         except ImportError:
             print("TorchXRayVision        not installed (pip install -e '.[bench]')")
             return
-        model = xrv.models.DenseNet(weights=None).eval()
+        model = xrv.models.DenseNet(weights=None).eval().to(predictor.device)
         start = time.perf_counter()
         with torch.inference_mode():
             for p in paths[: min(50, len(paths))]:
                 img = xrv.utils.read_xray_dcm(str(p))
                 img = xrv.datasets.XRayResizer(224)(xrv.datasets.XRayCenterCrop()(img[None]))
-                model(torch.from_numpy(img)[None].float())
+                model(torch.from_numpy(img)[None].float().to(predictor.device)).cpu()
         txrv = min(50, len(paths)) / (time.perf_counter() - start)
-        print(f"TorchXRayVision 224 px {txrv:7.2f} images/s   (calcdx / TXRV = {e2e / txrv:.2f})")
+        print(f"TorchXRayVision 224 px {txrv:7.2f} images/s   (model on {predictor.device}; calcdx / TXRV = "
+              f"{e2e / txrv:.2f})")
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 

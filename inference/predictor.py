@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -12,6 +13,7 @@ import torch
 
 from calcdx.datasets.radiograph import Radiograph
 from calcdx.datasets.transforms import to_model_grid
+from calcdx.devices import resolve_device
 from calcdx.findings import Finding
 from calcdx.inference.findings import extract_findings
 from calcdx.models import shipped_model_dir
@@ -59,7 +61,7 @@ class Predictor:
 
     Args:
         model_dir: the checkpoint folder; default the model shipped with calcdx.
-        device: "cpu" or a CUDA device.
+        device: "cpu", "cuda", "cuda:N" or "auto" (CUDA when available; under torchrun the local rank's GPU).
         threads: torch intra-op threads (None: torch's default).
         fast_decode: decode a JPEG 2000 image at the coarsest resolution level whose spacing stays at or
             below the model grid's (``decode_spacing_mm``) instead of at full resolution: about twice as
@@ -68,6 +70,7 @@ class Predictor:
 
     Raises:
         ModelIntegrityError: missing files, bad card, or a weights hash that does not match.
+        ConfigError: a device that is not available.
     """
 
     def __init__(self, model_dir: str | Path | None = None, device: str = "cpu", threads: int | None = None,
@@ -76,6 +79,7 @@ class Predictor:
         self.fast_decode = fast_decode
         if threads:
             torch.set_num_threads(threads)
+        device = str(resolve_device(device, int(os.environ.get("LOCAL_RANK", "0"))))
         loaded = load_checkpoint(self.model_dir, device=device)
         self.model = prepare_for_inference(loaded.model, device)
         self.card = loaded.card

@@ -189,6 +189,30 @@ def test_decoding_workers_leave_the_model_the_other_cores() -> None:
     assert model_threads(cores + 4, 7) == 1
 
 
+def test_device_auto_falls_back_to_the_cpu_and_a_missing_gpu_is_a_clear_error(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import torch
+
+    from calcdx.devices import resolve_device
+    from calcdx.errors import ConfigError
+    from calcdx.inference.batch import default_workers
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU: the fallback and the error cannot be shown here")
+    assert resolve_device("auto") == torch.device("cpu")
+    assert Predictor(device="auto").device == "cpu"
+    with pytest.raises(ConfigError, match="CUDA is not available"):
+        resolve_device("cuda:1")
+    with pytest.raises(ConfigError, match="unknown device 'gpu0'"):
+        resolve_device("gpu0")
+    assert main(["predict", str(EXAMPLES), "--out", str(tmp_path), "--device", "cuda", "--no-progress"]) == 2
+    assert "'cuda' asked for but CUDA is not available" in capsys.readouterr().err
+    assert not list(tmp_path.glob("*.json"))
+    cores = len(os.sched_getaffinity(0))
+    assert default_workers("cpu") == min(2, cores)
+    assert default_workers("cuda:0") == max(1, cores - 1)
+
+
 @pytest.mark.parametrize("scale", [1, 8])  # 10 x 20 mm, and an 80 x 160 mm sheet (a broad background blur)
 def test_measurement_of_a_known_ellipse(scale: int) -> None:
     spacing = (0.2, 0.2)

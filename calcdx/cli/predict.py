@@ -27,8 +27,11 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--workers", type=int, default=None,
                         help="DataLoader worker processes for decoding (default 2, or 1 on one core; 0 = decode "
                         "in the main process)")
+    parser.add_argument("--device", default="auto",
+                        help="auto (a CUDA GPU when there is one, else the CPU), cpu, cuda or cuda:N; under torchrun "
+                        "each rank takes its local GPU")
     parser.add_argument("--threads", type=int, default=None,
-                        help="torch threads for the model (default: the cores the workers leave)")
+                        help="torch threads for the model on the CPU (default: the cores the workers leave)")
     parser.add_argument("--context", default=None, metavar="YAML", help="clinical context for the rule layer")
     parser.add_argument("--default-spacing", type=float, default=None, metavar="MM",
                         help="pixel spacing to assume when a file has none (flagged in the results)")
@@ -47,7 +50,7 @@ def run(args: argparse.Namespace) -> int:
     from calcdx.rules import ClinicalContext
 
     context = ClinicalContext.from_yaml(args.context) if args.context else None
-    predictor = Predictor(args.model, threads=args.threads, fast_decode=args.fast_decode)
+    predictor = Predictor(args.model, device=args.device, threads=args.threads, fast_decode=args.fast_decode)
     report = run_batch(args.paths, args.out, predictor, workers=args.workers, context=context,
                        write_sr=not args.no_sr, write_overlays=not args.no_overlay,
                        default_spacing_mm=args.default_spacing, progress=not args.no_progress,
