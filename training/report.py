@@ -18,6 +18,7 @@ import torch
 
 from calcdx.datasets.manifest import ManifestRow, load_annotations, manifest_sha256, read_manifest
 from calcdx.datasets.torch_dataset import ManifestDataset
+from calcdx.models.apply import prepare_for_inference
 from calcdx.models.card import json_clean
 from calcdx.models.checkpoint import load_checkpoint
 from calcdx.models.ood import ood_score
@@ -146,7 +147,8 @@ def evaluate_model(model_dir: str | Path, manifest: str | Path, out_dir: str | P
     card = loaded.card
     rows = read_manifest(manifest)
     ds = ManifestDataset(rows, card.input_spacing_mm, size_px=None, use_masks=False, cache_dir=cache_dir)
-    res = evaluate(loaded.model, _eval_loader(ds, num_workers), device=torch.device(device))
+    model = prepare_for_inference(loaded.model, device)  # batch norm folded; channels-last on the CPU
+    res = evaluate(model, _eval_loader(ds, num_workers), device=torch.device(device))
     labels = res.labels
     probs = sigmoid(res.logits / card.temperature)
     classes = list(card.classes)
