@@ -271,8 +271,6 @@ def _run_batch(paths: Sequence[str | Path], out_dir: str | Path, predictor: Pred
     n_done_studies = 0
     _write_csv(failures_file, FAILURE_COLUMNS, list(failures.values()))
     failures_written = dict(failures)
-    _write_csv(failures_file, FAILURE_COLUMNS, list(failures.values()))
-    failures_written = dict(failures)
     # the model runs here; findings, rules and files of the previous study in one helper thread
     # meanwhile (numpy, scipy, OpenCV and file writes overlap the forward pass).  At most one
     # study waits there, so memory stays flat.

@@ -25,8 +25,8 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--out", required=True, help="output folder (created; re-use it to resume)")
     parser.add_argument("--model", default=None, help="model folder (default: the shipped model)")
     parser.add_argument("--workers", type=int, default=None,
-                        help="DataLoader worker processes for decoding (default 2, or 1 on one core; 0 = decode "
-                        "in the main process)")
+                        help="DataLoader worker processes for decoding (default on the CPU 2, or 1 on one core; "
+                        "beside a GPU every core but one; 0 = decode in the main process)")
     parser.add_argument("--device", default="auto",
                         help="auto (a CUDA GPU when there is one, else the CPU), cpu, cuda or cuda:N; under torchrun "
                         "each rank takes its local GPU")
