@@ -7,8 +7,9 @@ Prints, for N copies of the bundled example radiographs (JPEG 2000 lossless as b
 decompressed to Explicit VR Little Endian with ``--uncompressed``: the decoder's share):
   * calcdx end to end (`calcdx predict` pipeline: read, resample, model, findings, rules, JSON; no SR/overlay)
     images/s, peak RSS of the main process and of the largest decoding worker;
-  * calcdx forward-pass-only bound: the model alone on the same model-grid images, batch 1, with one
-    thread and with every core (median of five passes after a warm-up, measured before the batch);
+  * calcdx forward-pass-only bound: the pipeline's model step alone (padding, forward pass, probability
+    maps, out-of-distribution score) on the same model-grid images, batch 1; on the CPU with one thread
+    and with every core (median of five passes after a warm-up, measured before the batch);
   * with ``--stages``: milliseconds per image of each stage, one after the other on one thread, and the
     ceilings they set (the helper thread's; on the CPU, this many cores even if every stage overlapped);
   * TorchXRayVision: its DICOM reader + DenseNet-121 (weights=None) at 224 px on the same device, if installed
@@ -117,7 +118,8 @@ def main() -> None:
     parser.add_argument("--fast-decode", action="store_true", help="as calcdx predict --fast-decode")
     parser.add_argument("--device", default="auto", help="as calcdx predict --device (auto: a GPU when there is one)")
     parser.add_argument("--stages", action="store_true",
-                        help="also print the CPU time per image of each stage (one thread) and the ceiling they set")
+                        help="also print the milliseconds per image of each stage, one after the other on one "
+                        "thread, and the ceilings they set")
     parser.add_argument("--threads", type=int, default=None,
                         help="model threads (default: calcdx predict's, the cores the workers leave)")
     args = parser.parse_args()
