@@ -129,6 +129,12 @@ def test_cli_train_and_evaluate(tmp_path: Path, tiny_manifest: Path,
     assert "macro_auroc" in capsys.readouterr().out
     # a bad override is a usage error naming the key
     assert cli_main(["-q", "train", str(cfg), "optim.lrr=1"]) == 2
+    # the default device is auto; a GPU the machine lacks is a usage error naming it, before any file is written
+    if not torch.cuda.is_available():
+        assert cli_main(["-q", "evaluate", str(model_dir), str(tiny_manifest), "--out", str(tmp_path / "gpu"),
+                         "--device", "cuda:1"]) == 2
+        assert "'cuda:1' asked for but CUDA is not available" in capsys.readouterr().err
+        assert not (tmp_path / "gpu").exists()
 
 
 @pytest.mark.slow

@@ -17,6 +17,7 @@ import torch
 
 from calcdx.datasets.manifest import manifest_sha256, read_manifest
 from calcdx.datasets.torch_dataset import ManifestDataset
+from calcdx.devices import resolve_device
 from calcdx.errors import ConfigError
 from calcdx.models.card import ModelCard
 from calcdx.models.checkpoint import load_checkpoint, save_checkpoint
@@ -51,10 +52,12 @@ def recalibrate_model(model_dir: str | Path, manifest: str | Path, out_dir: str 
 
     Raises:
         ModelIntegrityError: the source model fails its checks.  ManifestError: bad manifest.
-        ConfigError: a target outside (0, 1), or a manifest without positives and negatives for a pattern.
+        ConfigError: a target outside (0, 1), a manifest without positives and negatives for a pattern, or a
+            device that is not available (``device``: auto, cpu, cuda or cuda:N).
     """
     if Path(out_dir).resolve() == Path(model_dir).resolve():
         raise ConfigError(f"--out {out_dir} is the source model's folder: write the calibrated model elsewhere")
+    device = str(resolve_device(device))
     loaded = load_checkpoint(model_dir, device=device)
     card, model = loaded.card, loaded.model
     targets = card_targets(card)

@@ -18,6 +18,7 @@ import torch
 
 from calcdx.datasets.manifest import ManifestRow, load_annotations, manifest_sha256, read_manifest
 from calcdx.datasets.torch_dataset import ManifestDataset
+from calcdx.devices import resolve_device
 from calcdx.models.apply import prepare_for_inference
 from calcdx.models.card import json_clean
 from calcdx.models.checkpoint import load_checkpoint
@@ -141,6 +142,7 @@ def evaluate_model(model_dir: str | Path, manifest: str | Path, out_dir: str | P
     Raises:
         ModelIntegrityError: the model fails its checks.  ManifestError: bad manifest.
     """
+    device = str(resolve_device(device))
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     loaded = load_checkpoint(model_dir, device=device)

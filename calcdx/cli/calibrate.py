@@ -27,7 +27,8 @@ def register(subparsers: Any) -> None:
                              "the shipped model's is 0.995)")
     parser.add_argument("--keep-temperature", action="store_true",
                         help="keep the temperature and weights; only place the operating points")
-    parser.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
+    parser.add_argument("--device", default="auto",
+                        help="auto (a CUDA GPU when there is one, else the CPU), cpu, cuda or cuda:N")
     parser.add_argument("--cache-dir", default=None, help="cache of preprocessed images")
     parser.add_argument("--workers", type=int, default=0, help="DataLoader worker processes")
     parser.set_defaults(func=run)

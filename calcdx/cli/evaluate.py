@@ -17,7 +17,8 @@ def register(subparsers: Any) -> None:
                         "('shipped' = the model shipped with calcdx)")
     parser.add_argument("manifest", help="manifest CSV with labels")
     parser.add_argument("--out", required=True, help="output folder")
-    parser.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
+    parser.add_argument("--device", default="auto",
+                        help="auto (a CUDA GPU when there is one, else the CPU), cpu, cuda or cuda:N")
     parser.add_argument("--cache-dir", default=None, help="cache of preprocessed images")
     parser.add_argument("--workers", type=int, default=0, help="DataLoader worker processes")
     parser.add_argument("--group-by", action="append", default=[], metavar="COLUMN",
