@@ -6,6 +6,8 @@ import argparse
 import json
 from typing import Any
 
+from calcdx.cli.options import add_device_option
+
 
 def register(subparsers: Any) -> None:
     parser = subparsers.add_parser(
@@ -27,8 +29,7 @@ def register(subparsers: Any) -> None:
                              "the shipped model's is 0.995)")
     parser.add_argument("--keep-temperature", action="store_true",
                         help="keep the temperature and weights; only place the operating points")
-    parser.add_argument("--device", default="auto",
-                        help="auto (a CUDA GPU when there is one, else the CPU), cpu, cuda or cuda:N")
+    add_device_option(parser)
     parser.add_argument("--cache-dir", default=None, help="cache of preprocessed images")
     parser.add_argument("--workers", type=int, default=0, help="DataLoader worker processes")
     parser.set_defaults(func=run)

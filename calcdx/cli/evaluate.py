@@ -6,6 +6,8 @@ import argparse
 import json
 from typing import Any
 
+from calcdx.cli.options import add_device_option
+
 
 def register(subparsers: Any) -> None:
     parser = subparsers.add_parser(
@@ -17,8 +19,7 @@ def register(subparsers: Any) -> None:
                         "('shipped' = the model shipped with calcdx)")
     parser.add_argument("manifest", help="manifest CSV with labels")
     parser.add_argument("--out", required=True, help="output folder")
-    parser.add_argument("--device", default="auto",
-                        help="auto (a CUDA GPU when there is one, else the CPU), cpu, cuda or cuda:N")
+    add_device_option(parser)
     parser.add_argument("--cache-dir", default=None, help="cache of preprocessed images")
     parser.add_argument("--workers", type=int, default=0, help="DataLoader worker processes")
     parser.add_argument("--group-by", action="append", default=[], metavar="COLUMN",

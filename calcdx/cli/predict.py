@@ -6,6 +6,8 @@ import argparse
 import sys
 from typing import Any
 
+from calcdx.cli.options import add_device_option
+
 
 def register(subparsers: Any) -> None:
     parser = subparsers.add_parser(
@@ -27,9 +29,7 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--workers", type=int, default=None,
                         help="DataLoader worker processes for decoding (default on the CPU 2, or 1 on one core; "
                         "beside a GPU every core but one; 0 = decode in the main process)")
-    parser.add_argument("--device", default="auto",
-                        help="auto (a CUDA GPU when there is one, else the CPU), cpu, cuda or cuda:N; under torchrun "
-                        "each rank takes its local GPU")
+    add_device_option(parser, "; under torchrun each rank takes its local GPU")
     parser.add_argument("--threads", type=int, default=None,
                         help="torch threads for the model on the CPU (default: the cores the workers leave)")
     parser.add_argument("--context", default=None, metavar="YAML", help="clinical context for the rule layer")
