@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from calcdx.allocator import retain_freed_memory
 from calcdx.datasets.manifest import ManifestRow, write_manifest
 from calcdx.datasets.simulator.anatomy import REGION_SIZE_MM, Body, Phantom, build_phantom
 from calcdx.datasets.simulator.dicom_writer import write_radiograph
@@ -370,10 +371,12 @@ def iter_rows(out_dir: Path, n: int, seed: int, cfg: SimulationConfig, workers: 
 
 
 def _one_thread_per_worker() -> None:
-    """The workers already fill the cores: OpenCV's own thread pool in each would only contend."""
+    """The workers already fill the cores: OpenCV's own thread pool in each would only contend.
+    Each keeps the memory it frees for the next radiograph (``calcdx.allocator``)."""
     import cv2
 
     cv2.setNumThreads(1)
+    retain_freed_memory()
 
 
 def simulate_dataset(out_dir: str | Path, n: int, seed: int = 0, workers: int = 1,
