@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
 from calcdx.datasets.simulator.materials import Material
-from calcdx.datasets.simulator.physics import GAUSSIAN_FROM_QUANTA, Acquisition, detected_spectrum, quantum_counts
-from calcdx.datasets.simulator.shapes import Grid, ellipsoid, polyline_tube
+from calcdx.datasets.simulator.physics import (
+    GAUSSIAN_FROM_QUANTA,
+    Acquisition,
+    detected_spectrum,
+    process,
+    quantum_counts,
+)
+from calcdx.datasets.simulator.shapes import Grid, blur, ellipsoid, polyline_tube
 from calcdx.datasets.simulator.transmission import (
     PER_ENERGY,
     basis_fit_error,
@@ -210,3 +218,42 @@ def test_a_worker_keeps_the_memory_it_frees_on_glibc() -> None:
     default, retained = map(int, result.stdout.split())
     assert default > 5000  # most of the 20 frames are fresh mappings (10,600 faults measured)
     assert retained < 200  # none are (0 measured)
+
+
+def _process_direct(detected: np.ndarray, spacing_mm: float, acq: Acquisition) -> np.ndarray:
+    """The processing styles written out as formulas (what ``process`` computes in place)."""
+    attenuation = -np.log(detected.astype(np.float64))
+    stride = max(1, int(np.sqrt(attenuation.size / 250_000)))  # the display window's percentile sample
+    sample = attenuation[::stride, ::stride]
+    if acq.processing == "raw":
+        img = np.clip(attenuation / np.percentile(sample, 99.9), 0, 1)
+    else:
+        lo, hi = np.percentile(sample, [0.5, 99.8])
+        img = np.clip((attenuation - lo) / (hi - lo), 0, 1)
+    if acq.processing == "unsharp":
+        img = np.clip(img + 0.6 * (img - blur(img.astype(np.float32), 4.0 / spacing_mm)), 0, 1)
+    elif acq.processing == "equalised":
+        img = np.clip(0.55 * img + 0.45 * (img - blur(img.astype(np.float32), 25.0 / spacing_mm) + 0.5), 0, 1)
+    img = img**acq.gamma
+    if acq.grid and acq.grid_line_amplitude > 0:
+        cols = np.arange(img.shape[1]) * spacing_mm
+        img = img * (1.0 + acq.grid_line_amplitude * np.sin(2 * np.pi * cols / 0.25 * 0.93))[None, :]
+    edge = int(acq.collimation_mm / spacing_mm)
+    img[:edge] = img[:edge] * 0.15 + 0.8
+    img[-edge:] = img[-edge:] * 0.15 + 0.8
+    return np.clip(img, 0, 1)
+
+
+@pytest.mark.parametrize("style", ["log", "unsharp", "equalised", "raw"])
+@pytest.mark.parametrize("gamma", [0.8, 1.0, 1.2])
+def test_processing_in_place_matches_the_formulas(style: str, gamma: float) -> None:
+    import cv2
+
+    rng = np.random.default_rng(3)
+    detected = cv2.GaussianBlur(rng.uniform(0.001, 1.0, (600, 500)).astype(np.float32), (0, 0), 12)
+    detected = np.clip(detected + rng.normal(0, 0.01, detected.shape).astype(np.float32), 1e-4, None)
+    acq = replace(_acquisition(70.0, "DR"), processing=style, gamma=gamma, grid=True, grid_line_amplitude=0.02,
+                  collimation_mm=5.0)
+    got = process(detected.copy(), 0.15, acq)
+    assert got.dtype == np.float32 and got.shape == detected.shape
+    np.testing.assert_allclose(got, _process_direct(detected, 0.15, acq), atol=2e-5)
