@@ -15,7 +15,7 @@ from calcdx.datasets.simulator.physics import (
     process,
     quantum_counts,
 )
-from calcdx.datasets.simulator.shapes import Grid, blur, ellipsoid, polyline_tube
+from calcdx.datasets.simulator.shapes import Grid, blur, capsule, ellipsoid, nested_capsules, polyline_tube
 from calcdx.datasets.simulator.transmission import (
     PER_ENERGY,
     basis_fit_error,
@@ -257,3 +257,17 @@ def test_processing_in_place_matches_the_formulas(style: str, gamma: float) -> N
     got = process(detected.copy(), 0.15, acq)
     assert got.dtype == np.float32 and got.shape == detected.shape
     np.testing.assert_allclose(got, _process_direct(detected, 0.15, acq), atol=2e-5)
+
+
+def test_nested_capsules_equal_one_capsule_per_layer() -> None:
+    """A limb's skin and muscle drawn in one pass over their shared geometry are the capsules drawn one by one."""
+    grid = Grid.make(120.0, 90.0, 0.3)
+    layers = [(1.0, grid.zeros()), (0.7, grid.zeros()), (0.35, grid.zeros())]
+    for p0, p1 in (((10.0, 40.0), (100.0, 52.0)), ((60.0, 5.0), (62.0, 85.0))):
+        nested_capsules(grid, p0, p1, 30.0, 22.0, layers, depth_ratio=0.8, union=True)
+    for factor, got in layers:
+        expected = grid.zeros()
+        for p0, p1 in (((10.0, 40.0), (100.0, 52.0)), ((60.0, 5.0), (62.0, 85.0))):
+            capsule(grid, p0, p1, 30.0 * factor, 22.0 * factor, out=expected, depth_ratio=0.8, union=True)
+        assert expected.max() > 10.0
+        np.testing.assert_allclose(got, expected, atol=1e-3)  # mm; float32 rounding under the square root at the rim

@@ -24,6 +24,7 @@ from calcdx.datasets.simulator.shapes import (
     capsule_window,
     ellipsoid,
     ellipsoid_window,
+    nested_capsules,
     polyline_tube_local,
     smooth_curve,
     smooth_noise,
@@ -139,9 +140,8 @@ def _soft_tissue(
     muscle = g.zeros()
     for p0, p1, r0, r1 in limbs:
         r0h, r1h = r0 * body.habitus, r1 * body.habitus
-        capsule(g, p0, p1, r0h, r1h, depth_ratio=depth_ratio, out=outer, union=True)
-        capsule(g, p0, p1, r0h * (1 - body.fat_fraction), r1h * (1 - body.fat_fraction), depth_ratio=depth_ratio,
-                out=muscle, union=True)
+        nested_capsules(g, p0, p1, r0h, r1h, [(1.0, outer), (1.0 - body.fat_fraction, muscle)],
+                        depth_ratio=depth_ratio, union=True)
     # fascial planes: gently curved thin fat sheets seen edge-on between compartments
     planes = []
     for p0, p1, r0, _r1 in limbs[:1]:

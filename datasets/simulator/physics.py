@@ -88,6 +88,8 @@ def expose(maps: dict[Material, np.ndarray], spacing_mm: float, acq: Acquisition
     transmission and the patient outline, before everything that belongs to the detector
     (heel effect, scatter, noise, blur).
     """
+    import cv2
+
     place = place or (lambda image: image)
     materials = [m for m in maps if m is not Material.AIR]
     primary = place(primary_transmission({m: maps[m] for m in materials}, detected_spectrum(acq)))
@@ -98,20 +100,30 @@ def expose(maps: dict[Material, np.ndarray], spacing_mm: float, acq: Acquisition
     ramp = 1.0 - acq.heel_strength * np.linspace(0.0, 1.0, n, dtype=np.float32) ** 1.5
     primary *= ramp[:, None] if axis == 0 else ramp[None, :]
     # scatter: a broad, smooth veil proportional to the local primary behind the patient
-    inside = place(sum(maps[m] for m in materials)) > 1.0
-    spr = acq.scatter_to_primary * (0.25 if acq.grid else 1.0)
-    veil = blur(primary * inside, 25.0 / spacing_mm)
-    signal = primary + spr * veil * float(np.mean(primary[inside])) / max(float(veil.mean()), 1e-6) * 0.5 \
-        if np.any(inside) else primary
+    total_mm = np.array(maps[materials[0]], dtype=np.float32)
+    for m in materials[1:]:
+        total_mm += maps[m]
+    inside = place(total_mm) > 1.0
+    signal = primary  # the scatter veil is added in place
+    if inside.any():
+        spr = acq.scatter_to_primary * (0.25 if acq.grid else 1.0)
+        behind = primary * inside
+        veil = blur(behind, 25.0 / spacing_mm)
+        primary_inside = cv2.mean(primary, mask=inside.view(np.uint8))[0]
+        cv2.scaleAdd(veil, spr * primary_inside / max(float(veil.mean()), 1e-6) * 0.5, primary, dst=signal)
     # quantum noise: the exposure control scales the beam so that the reference signal behind the
     # patient receives the detector dose; quanta per pixel follow from the dose and the pixel area
     reference = aec_reference(signal, inside)
     quanta = np.float32(acq.dose_ugy * QUANTA_PER_MM2_PER_UGY * spacing_mm * spacing_mm / reference)
-    counts = quantum_counts(np.clip(signal, 1e-6, None) * quanta, rng) / quanta
+    cv2.max(signal, 1e-6, dst=signal)
+    signal *= quanta
+    counts = quantum_counts(signal, rng)
+    counts *= np.float32(1.0) / quanta
     blurred = blur(counts, acq.blur_mm / spacing_mm) if acq.blur_mm / spacing_mm > 0.3 else counts
     # electronic noise: relative to the signal at the exposure control's target
-    blurred += standard_normal(rng, shape) * np.float32(acq.electronic_noise * reference)
-    return Exposure(np.clip(blurred, 1e-4 * reference, None), acq.dose_ugy / reference)
+    noise = standard_normal(rng, shape)
+    cv2.scaleAdd(noise, float(acq.electronic_noise * reference), blurred, dst=blurred)
+    return Exposure(cv2.max(blurred, 1e-4 * reference, dst=blurred), acq.dose_ugy / reference)
 
 
 GAUSSIAN_FROM_QUANTA = 50.0

@@ -8,6 +8,7 @@ exactly for that shape (no drawn intensities).
 from __future__ import annotations
 
 import itertools
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -115,11 +116,25 @@ def capsule(grid: Grid, p0: tuple[float, float], p1: tuple[float, float], r0: fl
     """Path length through a tapered cylinder from p0 to p1 (y, x in mm) with round ends.
 
     ``depth_ratio`` flattens (<1) or deepens the cross-section along the beam; into ``out`` as
-    for ``ellipsoid``.  The distance to the axis is split into its part along the axis beyond
-    the ends and its part across it, each an affine function of the pixel position, so the
-    whole window costs a dozen in-place passes.
+    for ``ellipsoid``.
     """
     out = grid.zeros() if out is None else out
+    nested_capsules(grid, p0, p1, r0, r1, [(1.0, out)], scale=scale, depth_ratio=depth_ratio, union=union)
+    return out
+
+
+def nested_capsules(grid: Grid, p0: tuple[float, float], p1: tuple[float, float], r0: float, r1: float,
+                    layers: Sequence[tuple[float, np.ndarray]], scale: float = 1.0, depth_ratio: float = 1.0,
+                    union: bool = False) -> None:
+    """``capsule``s on one axis, one per layer ``(factor, out)``: end radii ``r0``, ``r1`` times
+    ``factor`` (at most 1), each into its own ``out`` (a limb's skin and its muscle).
+
+    The distance to the axis is split into its part along the axis beyond the ends and its part
+    across it, each an affine function of the pixel position: the geometry costs about ten
+    in-place passes over the window, shared by the layers, and each layer five more.
+    """
+    if any(factor > 1.0 for factor, _ in layers):
+        raise ValueError("layer radii are fractions of the outermost capsule's")
     (y0, x0), (y1, x1) = p0, p1
     rs, cs = capsule_window(grid, p0, p1, r0, r1)
     length = max(float(np.hypot(y1 - y0, x1 - x0)), 1e-9)
@@ -135,13 +150,16 @@ def capsule(grid: Grid, p0: tuple[float, float], p1: tuple[float, float], r0: fl
     across += along  # squared distance to the axis segment
     radius = np.multiply(on_axis, np.float32((r1 - r0) / length), out=on_axis)
     radius += np.float32(r0)
-    radius *= radius
-    radius -= across
-    np.maximum(radius, np.float32(0.0), out=radius)
-    np.sqrt(radius, out=radius)
-    radius *= np.float32(2.0 * scale * depth_ratio)
-    _combine(out, (rs, cs), radius, union)
-    return out
+    radius *= radius  # squared radius of the outermost layer
+    for k, (factor, out) in enumerate(layers):
+        last = k == len(layers) - 1
+        chord = radius if last and factor == 1.0 else np.multiply(radius, np.float32(factor * factor),
+                                                                  out=radius if last else None)
+        chord -= across
+        np.maximum(chord, np.float32(0.0), out=chord)
+        np.sqrt(chord, out=chord)
+        chord *= np.float32(2.0 * scale * depth_ratio)
+        _combine(out, (rs, cs), chord, union)
 
 
 def polyline_tube(grid: Grid, points: np.ndarray, radius: float, out: np.ndarray | None = None,
