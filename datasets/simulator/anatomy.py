@@ -54,10 +54,13 @@ class Phantom:
     bone_outer: np.ndarray | None = None  # path length through any bone (for location classes)
 
     def trabecular_texture(self, rng: np.random.Generator) -> np.ndarray:
-        """A fine (0.6 mm) multiplicative texture for trabecular bone, made once per phantom."""
+        """A fine (0.6 mm) multiplicative texture for trabecular bone (0.6-1.4), made once per phantom."""
         texture = self.landmarks.get("_texture")
         if texture is None:
-            texture = 1.0 + 0.12 * smooth_noise(rng, self.grid.shape, sigma_px=max(0.6 / self.grid.spacing_mm, 0.7))
+            texture = smooth_noise(rng, self.grid.shape, sigma_px=max(0.6 / self.grid.spacing_mm, 0.7))
+            texture *= np.float32(0.12)
+            texture += np.float32(1.0)
+            np.clip(texture, np.float32(0.6), np.float32(1.4), out=texture)  # never below 60 % or above 140 %
             self.landmarks["_texture"] = texture
         return texture  # type: ignore[return-value]
 
@@ -77,14 +80,13 @@ class Phantom:
 class BoneBuilder:
     """Accumulates the outer and inner (marrow) solids of one bone as max-unions.
 
-    It keeps the window its parts cover, so ``finish`` works on the bone's bounding box
-    rather than the whole radiograph (a phalanx is a few hundredths of it).
+    Parts are recorded as they come and drawn by ``finish`` into arrays the size of the window
+    they cover, rather than the whole radiograph (a phalanx is a few hundredths of it).
     """
 
     def __init__(self, grid: Grid) -> None:
         self.grid = grid
-        self.outer = grid.zeros()
-        self.inner = grid.zeros()
+        self._parts: list[tuple[str, tuple[float, ...], float, dict[str, float]]] = []
         self._rows = (grid.shape[0], 0)
         self._cols = (grid.shape[1], 0)
 
@@ -98,16 +100,28 @@ class BoneBuilder:
         if kind == "capsule":
             y0, x0, y1, x1, r0, r1 = args
             self._cover(capsule_window(g, (y0, x0), (y1, x1), r0, r1))
-            capsule(g, (y0, x0), (y1, x1), r0, r1, out=self.outer, union=True, **kw)
-            capsule(g, (y0, x0), (y1, x1), max(r0 - cortex, 0.5), max(r1 - cortex, 0.5), out=self.inner, union=True,
-                    **kw)
         else:
-            cy, cx, ry, rx, depth = args[:5]
-            angle = args[5] if len(args) > 5 else 0.0
-            self._cover(ellipsoid_window(g, cy, cx, ry, rx, angle))
-            ellipsoid(g, cy, cx, ry, rx, depth, angle, out=self.outer, union=True)
-            ellipsoid(g, cy, cx, max(ry - cortex, 0.5), max(rx - cortex, 0.5), max(depth - cortex, 0.5), angle,
-                      out=self.inner, union=True)
+            cy, cx, ry, rx = args[:4]
+            self._cover(ellipsoid_window(g, cy, cx, ry, rx, args[5] if len(args) > 5 else 0.0))
+        self._parts.append((kind, args, cortex, kw))
+
+    def _draw(self, window: Window) -> tuple[np.ndarray, np.ndarray]:
+        """Path lengths through the bone and through its marrow cavity inside ``window``."""
+        g = self.grid.crop(*window)
+        outer, inner = g.zeros(), g.zeros()
+        for kind, args, cortex, kw in self._parts:
+            if kind == "capsule":
+                y0, x0, y1, x1, r0, r1 = args
+                capsule(g, (y0, x0), (y1, x1), r0, r1, out=outer, union=True, **kw)
+                capsule(g, (y0, x0), (y1, x1), max(r0 - cortex, 0.5), max(r1 - cortex, 0.5), out=inner, union=True,
+                        **kw)
+            else:
+                cy, cx, ry, rx, depth = args[:5]
+                angle = args[5] if len(args) > 5 else 0.0
+                ellipsoid(g, cy, cx, ry, rx, depth, angle, out=outer, union=True)
+                ellipsoid(g, cy, cx, max(ry - cortex, 0.5), max(rx - cortex, 0.5), max(depth - cortex, 0.5), angle,
+                          out=inner, union=True)
+        return outer, inner
 
     def finish(self, phantom: Phantom, rng: np.random.Generator, density: float) -> None:
         texture = phantom.trabecular_texture(rng)
@@ -116,10 +130,10 @@ class BoneBuilder:
         if self._rows[0] >= self._rows[1] or self._cols[0] >= self._cols[1]:
             return  # no part inside the frame
         window = (slice(*self._rows), slice(*self._cols))
-        outer = self.outer[window]
-        inner = np.minimum(self.inner[window], outer)
+        outer, inner = self._draw(window)
+        np.minimum(inner, outer, out=inner)
         cortical = (outer - inner) * np.float32(0.75 + 0.25 * density)
-        spongiosa = inner * np.float32(density) * np.clip(texture[window], np.float32(0.6), np.float32(1.4))
+        spongiosa = inner * np.float32(density) * texture[window]
         marrow_fat = inner * np.float32((1.0 - density) * 0.5)
         phantom.add(Material.CORTICAL_BONE, cortical, window)
         phantom.add(Material.SPONGIOSA, spongiosa, window)
