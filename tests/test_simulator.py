@@ -418,3 +418,21 @@ def test_every_compression_is_lossless_and_valid(compression: str, tmp_path: Pat
     assert back.SOPInstanceUID == written.SOPInstanceUID
     np.testing.assert_array_equal(back.pixel_array, stored)
     assert dciodvfy_errors(path) == []
+
+
+@pytest.mark.parametrize("photometric", ["MONOCHROME1", "MONOCHROME2"])
+@pytest.mark.parametrize("bits", [10, 16])
+def test_stored_values_are_the_rounded_clipped_image(photometric: str, bits: int, tmp_path: Path) -> None:
+    """Out-of-range values saturate, halves round to even, MONOCHROME1 stores the inverse."""
+    from calcdx.datasets.simulator.dicom_writer import write_radiograph
+
+    maxval = (1 << bits) - 1
+    edges = [-0.2, 0.0, 1.0, 1.3, 0.5 / maxval, 1.5 / maxval, 2.5 / maxval]
+    image = np.concatenate([np.random.default_rng(2).random(393), edges]).astype(np.float32).reshape(20, 20)
+    write_radiograph(tmp_path / "a.dcm", image, spacing_mm=0.15, modality="DX", photometric=photometric,
+                     bits_stored=bits, compression="none", patient_id="P", study_key="s", region="knee", view="AP",
+                     laterality="L", kvp=70.0, air_kerma_ugy=5.0, age_years=50, sex="F", instance_key="i")
+    expected = np.round(np.clip(image, 0.0, 1.0) * maxval).astype(np.uint16)
+    if photometric == "MONOCHROME1":
+        expected = maxval - expected
+    np.testing.assert_array_equal(pydicom.dcmread(tmp_path / "a.dcm").pixel_array, expected)
