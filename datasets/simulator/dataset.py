@@ -136,7 +136,7 @@ def sample_nuisance(rng: np.random.Generator, region: Region, cfg: SimulationCon
         "photometric": str(rng.choice(["MONOCHROME1", "MONOCHROME2"])),
         "bits_stored": int(rng.choice([10, 12, 14, 15, 16])),
         # one uniform draw either way: the JPEG-LS files are half of what used to be JPEG 2000
-        "compression": str(rng.choice(["none", "rle", "j2k", "jpegls"], p=[0.7, 0.15, 0.075, 0.075])),
+        "compression": str(rng.choice(["none", "rle", "j2k", "jpegls"], p=[0.7, 0.2, 0.05, 0.05])),
         "age_years": int(rng.integers(18, 90)),
         "sex": str(rng.choice(["F", "M"])),
     }
