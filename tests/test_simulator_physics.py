@@ -67,6 +67,18 @@ def test_two_basis_transmission_agrees_with_the_sum_over_energies(kvp: float, de
     assert contrast(fast) == pytest.approx(contrast(exact), rel=1e-3)
 
 
+def test_deposit_materials_summed_in_their_windows_give_the_same_transmission() -> None:
+    from calcdx.datasets.simulator.lesion import support
+
+    maps = _phantom_maps(np.random.default_rng(5), (160, 200))
+    deposits = (Material.HYDROXYAPATITE, Material.CPPD, Material.URATE, Material.IRON, Material.LEAD)
+    supports = {m: support(maps[m]) for m in deposits}
+    assert all(rows.stop - rows.start == 6 for rows, _ in supports.values())
+    weights = detected_spectrum(_acquisition(70.0, "DR"))
+    np.testing.assert_allclose(primary_transmission(maps, weights, supports), primary_transmission(maps, weights),
+                               rtol=1e-6)
+
+
 def test_metals_are_summed_energy_by_energy_because_two_bases_cannot_describe_them() -> None:
     assert {Material.LEAD, Material.IRON} <= PER_ENERGY
     assert basis_fit_error(Material.LEAD) > 0.05

@@ -25,9 +25,10 @@ from calcdx.datasets.simulator.dicom_writer import write_radiograph
 from calcdx.datasets.simulator.embedding import embed_in_body
 from calcdx.datasets.simulator.lesion import Lesion, support
 from calcdx.datasets.simulator.look_alikes import NEGATIVE_RENDERERS
+from calcdx.datasets.simulator.materials import Material
 from calcdx.datasets.simulator.patterns import PATTERN_RENDERERS
 from calcdx.datasets.simulator.physics import Acquisition, collimated_rows, expose, process
-from calcdx.datasets.simulator.shapes import Grid, Window
+from calcdx.datasets.simulator.shapes import Grid, Window, enclosing_window
 from calcdx.errors import ConfigError
 from calcdx.taxonomy import LOOK_ALIKE_GROUPS, PATTERNS, Pattern, Region
 
@@ -257,13 +258,17 @@ def render_case(seed: int, index: int, cfg: SimulationConfig, *, drop_patterns: 
         lesions.append(embed_in_body(phantom, NEGATIVE_RENDERERS[name](phantom, r_lesions, vis)))
     maps = phantom.maps  # this case's own phantom: the lesions are added into it
     local_masks = []
+    supports: dict[Material, Window] = {}  # where a deposit-only material's map is not zero
     for lesion in lesions:
         if lesion.material not in maps:
             maps[lesion.material] = grid.zeros()
+            supports[lesion.material] = lesion.window
+        elif lesion.material in supports:
+            supports[lesion.material] = enclosing_window(supports[lesion.material], lesion.window)
         maps[lesion.material][lesion.window] += lesion.thickness
         peak = float(lesion.thickness.max()) if lesion.thickness.size else 0.0
         local_masks.append(lesion.thickness > max(0.1 * peak, 0.01))
-    exposure = expose(maps, spacing, acq, r_noise, place=lambda image: _transform(image, body, 1))
+    exposure = expose(maps, spacing, acq, r_noise, place=lambda image: _transform(image, body, 1), supports=supports)
     image = process(exposure.detected, spacing, acq)
     shutter_rows = collimated_rows(spacing, acq)
     in_field = [field_window(m, les.window, grid.shape, body, shutter_rows) for les, m in zip(lesions, local_masks,

@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from calcdx.datasets.simulator.materials import ENERGIES_KEV, Material
-from calcdx.datasets.simulator.shapes import blur, standard_normal
+from calcdx.datasets.simulator.shapes import Window, blur, standard_normal
 from calcdx.datasets.simulator.spectrum import detector_efficiency, fluence
 from calcdx.datasets.simulator.transmission import primary_transmission
 
@@ -78,7 +78,8 @@ def aec_reference(signal: np.ndarray, inside: np.ndarray) -> float:
 
 
 def expose(maps: dict[Material, np.ndarray], spacing_mm: float, acq: Acquisition,
-           rng: np.random.Generator, place: Callable[[np.ndarray], np.ndarray] | None = None) -> Exposure:
+           rng: np.random.Generator, place: Callable[[np.ndarray], np.ndarray] | None = None,
+           supports: dict[Material, Window] | None = None) -> Exposure:
     """Detected energy per pixel (float32, 1 = the unattenuated beam), noise included.
 
     ``acq.dose_ugy`` is the detector dose behind the patient that the automatic exposure
@@ -86,13 +87,15 @@ def expose(maps: dict[Material, np.ndarray], spacing_mm: float, acq: Acquisition
     pixel): thick parts get a larger exposure, not a noisier image.  ``place`` maps the
     patient's frame to the detector's (mirroring, rotation): it is applied to the primary
     transmission and the patient outline, before everything that belongs to the detector
-    (heel effect, scatter, noise, blur).
+    (heel effect, scatter, noise, blur).  ``supports``: the windows outside which a material's map
+    is zero, where known (``primary_transmission``).
     """
     import cv2
 
     place = place or (lambda image: image)
     materials = [m for m in maps if m is not Material.AIR]
-    primary = place(primary_transmission({m: maps[m] for m in materials}, detected_spectrum(acq)))
+    supports = supports or {}
+    primary = place(primary_transmission({m: maps[m] for m in materials}, detected_spectrum(acq), supports))
     shape = primary.shape
     # heel effect: fluence falls toward the anode side
     axis = 0 if acq.heel_axis == "rows" else 1
@@ -100,9 +103,10 @@ def expose(maps: dict[Material, np.ndarray], spacing_mm: float, acq: Acquisition
     ramp = 1.0 - acq.heel_strength * np.linspace(0.0, 1.0, n, dtype=np.float32) ** 1.5
     primary *= ramp[:, None] if axis == 0 else ramp[None, :]
     # scatter: a broad, smooth veil proportional to the local primary behind the patient
-    total_mm = np.array(maps[materials[0]], dtype=np.float32)
-    for m in materials[1:]:
-        total_mm += maps[m]
+    total_mm = np.zeros(shape, dtype=np.float32)
+    for m in materials:
+        window = supports.get(m, (slice(None), slice(None)))
+        total_mm[window] += maps[m][window]
     inside = place(total_mm) > 1.0
     signal = primary  # the scatter veil is added in place
     if inside.any():

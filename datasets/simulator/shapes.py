@@ -56,6 +56,12 @@ class Grid:
         return slice(r0, max(r0, r1)), slice(c0, max(c0, c1))
 
 
+def enclosing_window(a: Window, b: Window) -> Window:
+    """The smallest index window holding both ``a`` and ``b`` (slices with start and stop)."""
+    return (slice(min(a[0].start, b[0].start), max(a[0].stop, b[0].stop)),
+            slice(min(a[1].start, b[1].start), max(a[1].stop, b[1].stop)))
+
+
 def _combine(out: np.ndarray, window: Window, values: np.ndarray, union: bool) -> None:
     """Add ``values`` into ``out[window]``, or keep the larger of the two (``union``: one solid
     made of overlapping parts, whose overlaps must not count twice)."""

@@ -25,6 +25,7 @@ from functools import cache
 import numpy as np
 
 from calcdx.datasets.simulator.materials import Material, attenuation_table, mu_per_mm
+from calcdx.datasets.simulator.shapes import Window
 
 BASIS: tuple[Material, Material] = (Material.MUSCLE, Material.CORTICAL_BONE)
 PER_ENERGY: frozenset[Material] = frozenset({Material.IRON, Material.LEAD})
@@ -70,22 +71,30 @@ LOOKUP_CHANNELS = 4
 3 Mpx, one thread; three tables take 14.5 ms), so tables go in fours, zero-padded."""
 
 
-def primary_transmission(maps: dict[Material, np.ndarray], weights: np.ndarray) -> np.ndarray:
+def primary_transmission(maps: dict[Material, np.ndarray], weights: np.ndarray,
+                         supports: dict[Material, Window] | None = None) -> np.ndarray:
     """Primary transmission per pixel (float32) for path-length ``maps`` (mm) and detected
     spectrum ``weights`` per energy bin (summing to 1).
 
-    The beam-hardening table and the first-order residual tables are looked up together, up to
-    ``LOOKUP_CHANNELS`` per bilinear ``remap``.
+    ``supports`` gives, for materials found only in part of the frame (the deposits), the window
+    outside which their map is zero: their sums are taken there only.  The beam-hardening table
+    and the first-order residual tables are looked up together, up to ``LOOKUP_CHANNELS`` per
+    bilinear ``remap``.
     """
     import cv2
 
+    supports = supports or {}
     shape = next(iter(maps.values())).shape
     basis_mm = [np.zeros(shape, dtype=np.float32), np.zeros(shape, dtype=np.float32)]
     for material, thickness in maps.items():
         if material in PER_ENERGY:
             continue
         for total_mm, coefficient in zip(basis_mm, basis_coefficients(material), strict=True):
-            cv2.scaleAdd(np.asarray(thickness, dtype=np.float32), float(coefficient), total_mm, dst=total_mm)
+            if material in supports:
+                window = supports[material]
+                total_mm[window] += np.asarray(thickness[window], dtype=np.float32) * np.float32(coefficient)
+            else:
+                cv2.scaleAdd(np.asarray(thickness, dtype=np.float32), float(coefficient), total_mm, dst=total_mm)
     weights = np.asarray(weights, dtype=np.float64)
     mu_basis = attenuation_table(list(BASIS))  # (E, 2)
     mu_effective = weights @ mu_basis  # slope of -ln T at zero thickness
@@ -99,8 +108,8 @@ def primary_transmission(maps: dict[Material, np.ndarray], weights: np.ndarray) 
     total = transmitted.sum(axis=-1)  # (n0, n1)
     beam_hardening = -np.log(total) - (a0[:, None] * mu_effective[0] + a1[None, :] * mu_effective[1])
     # tables to look up, each with the path length it multiplies (None: the beam-hardening part itself)
-    lookups: list[tuple[np.ndarray, np.ndarray | None]] = [(beam_hardening, None)] + [
-        (transmitted @ (mu_per_mm(m) - mu_basis @ basis_coefficients(m)) / total, maps[m])
+    lookups: list[tuple[np.ndarray, Material | None]] = [(beam_hardening, None)] + [
+        (transmitted @ (mu_per_mm(m) - mu_basis @ basis_coefficients(m)) / total, m)
         for m in maps if m not in PER_ENERGY and basis_fit_error(m) > RESIDUAL_TOLERANCE]
     # table coordinates of every pixel: column = basis 1, row = basis 0
     map_x = cv2.subtract(basis_mm[1], float(lo[1])) * np.float32(1.0 / step[1])
@@ -111,14 +120,19 @@ def primary_transmission(maps: dict[Material, np.ndarray], weights: np.ndarray) 
         group = np.zeros((*beam_hardening.shape, LOOKUP_CHANNELS), dtype=np.float32)  # four channels: the
         group[..., :len(chunk)] = np.stack([table for table, _ in chunk], axis=-1)  # fastest remap
         looked_up = cv2.remap(group, map_x, map_y, interpolation=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-        for k, (_, thickness) in enumerate(chunk):
-            line += looked_up[..., k] if thickness is None else looked_up[..., k] * np.asarray(thickness, np.float32)
+        for k, (_, material) in enumerate(chunk):
+            if material is None:
+                line += looked_up[..., k]
+            else:
+                window = supports.get(material, (slice(None), slice(None)))
+                line[window] += looked_up[..., k][window] * np.asarray(maps[material][window], np.float32)
     primary = cv2.exp(cv2.multiply(line, -1.0))
     special = [m for m in maps if m in PER_ENERGY]
     if special:
         where = np.zeros(shape, dtype=bool)
         for m in special:
-            where |= maps[m] > 0
+            window = supports.get(m, (slice(None), slice(None)))
+            where[window] |= maps[m][window] > 0
         if where.any():
             primary[where] = primary_transmission_exact({m: t[where] for m, t in maps.items()}, weights)
     return primary
