@@ -283,3 +283,22 @@ def test_nested_capsules_equal_one_capsule_per_layer() -> None:
             capsule(grid, p0, p1, 30.0 * factor, 22.0 * factor, out=expected, depth_ratio=0.8, union=True)
         assert expected.max() > 10.0
         np.testing.assert_allclose(got, expected, atol=1e-3)  # mm; float32 rounding under the square root at the rim
+
+
+@pytest.mark.parametrize(("p0", "p1"), [((10.0, 40.0), (100.0, 40.0)), ((100.0, 40.0), (10.0, 40.0)),
+                                        ((60.0, 5.0), (60.0, 85.0)), ((60.0, 85.0), (60.0, 5.0)),
+                                        ((10.0, 40.0), (100.0, 52.0))])
+def test_a_capsule_is_the_chord_through_a_tapered_cylinder(p0: tuple[float, float], p1: tuple[float, float]) -> None:
+    """Along the rows, along the columns (the separable path) and oblique: the chord
+    2 sqrt(r(t)^2 - d^2) with d the distance to the axis segment and r tapering from r0 to r1."""
+    grid = Grid.make(120.0, 90.0, 0.3)
+    got = capsule(grid, p0, p1, 25.0, 15.0, depth_ratio=0.8)
+    yy, xx = np.broadcast_arrays(grid.y.astype(np.float64), grid.x.astype(np.float64))
+    axis = np.subtract(p1, p0, dtype=np.float64)
+    length = float(np.hypot(*axis))
+    t = np.clip(((yy - p0[0]) * axis[0] + (xx - p0[1]) * axis[1]) / length, 0.0, length)
+    nearest_y, nearest_x = p0[0] + axis[0] * t / length, p0[1] + axis[1] * t / length
+    radius = 25.0 + (15.0 - 25.0) * t / length
+    expected = 2.0 * 0.8 * np.sqrt(np.maximum(radius**2 - (yy - nearest_y) ** 2 - (xx - nearest_x) ** 2, 0.0))
+    assert expected.max() > 30.0
+    np.testing.assert_allclose(got, expected, atol=2e-3)  # mm; float32 under the square root at the rim

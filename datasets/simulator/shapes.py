@@ -137,7 +137,9 @@ def nested_capsules(grid: Grid, p0: tuple[float, float], p1: tuple[float, float]
 
     The distance to the axis is split into its part along the axis beyond the ends and its part
     across it, each an affine function of the pixel position: the geometry costs about ten
-    in-place passes over the window, shared by the layers, and each layer five more.
+    in-place passes over the window, shared by the layers, and each layer five more.  An axis
+    along the rows or the columns (a limb in its canonical pose) makes both parts functions of
+    one coordinate each: vectors, and the layers' five passes are all the work.
     """
     if any(factor > 1.0 for factor, _ in layers):
         raise ValueError("layer radii are fractions of the outermost capsule's")
@@ -147,21 +149,31 @@ def nested_capsules(grid: Grid, p0: tuple[float, float], p1: tuple[float, float]
     uy, ux = (y1 - y0) / length, (x1 - x0) / length  # unit vector along the axis
     y = grid.y[rs] - np.float32(y0)
     x = grid.x[:, cs] - np.float32(x0)
-    along = y * np.float32(uy) + x * np.float32(ux)
-    across = y * np.float32(-ux) + x * np.float32(uy)
+    if ux == 0.0:  # along the rows: along depends on the row, across on the column
+        along, across = y * np.float32(uy), x * np.float32(uy)
+    elif uy == 0.0:
+        along, across = x * np.float32(ux), y * np.float32(-ux)
+    else:
+        along = y * np.float32(uy) + x * np.float32(ux)
+        across = y * np.float32(-ux) + x * np.float32(uy)
     on_axis = np.clip(along, np.float32(0.0), np.float32(length))
     along -= on_axis  # beyond the ends: distance along the axis to the nearer end
     along *= along
     across *= across
-    across += along  # squared distance to the axis segment
+    separable = along.shape != across.shape
+    if not separable:
+        across += along  # squared distance to the axis segment
     radius = np.multiply(on_axis, np.float32((r1 - r0) / length), out=on_axis)
     radius += np.float32(r0)
     radius *= radius  # squared radius of the outermost layer
     for k, (factor, out) in enumerate(layers):
-        last = k == len(layers) - 1
-        chord = radius if last and factor == 1.0 else np.multiply(radius, np.float32(factor * factor),
-                                                                  out=radius if last else None)
-        chord -= across
+        if separable:  # (squared radius - squared distance beyond the ends) per row, less across per column
+            chord = np.subtract(radius * np.float32(factor * factor) - along, across)
+        else:
+            last = k == len(layers) - 1
+            chord = radius if last and factor == 1.0 else np.multiply(radius, np.float32(factor * factor),
+                                                                      out=radius if last else None)
+            chord -= across
         np.maximum(chord, np.float32(0.0), out=chord)
         np.sqrt(chord, out=chord)
         chord *= np.float32(2.0 * scale * depth_ratio)
