@@ -90,6 +90,8 @@ def primary_transmission(maps: dict[Material, np.ndarray], weights: np.ndarray,
         if material in PER_ENERGY:
             continue
         for total_mm, coefficient in zip(basis_mm, basis_coefficients(material), strict=True):
+            if abs(coefficient) < 1e-9:  # a basis material itself: nothing of the other basis
+                continue
             if material in supports:
                 window = supports[material]
                 total_mm[window] += np.asarray(thickness[window], dtype=np.float32) * np.float32(coefficient)
