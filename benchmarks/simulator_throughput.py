@@ -33,8 +33,10 @@ STAGES: dict[str, tuple[str, str]] = {  # label: (file name ending, function nam
 
 def stage_seconds(n: int, seed: int = 99) -> dict[str, float]:
     """Seconds per image in each stage for ``n`` native-spacing images rendered in this process."""
+    from calcdx.allocator import retain_freed_memory
     from calcdx.datasets.simulator.dataset import _job
 
+    retain_freed_memory()  # as the workers do
     cfg = SimulationConfig()
     profile = cProfile.Profile()
     with tempfile.TemporaryDirectory() as tmp:
