@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from calcdx.datasets.simulator.materials import ENERGIES_KEV, Material
-from calcdx.datasets.simulator.shapes import Window, blur, standard_normal
+from calcdx.datasets.simulator.shapes import WHOLE_FRAME, Window, blur, standard_normal
 from calcdx.datasets.simulator.spectrum import detector_efficiency, fluence
 from calcdx.datasets.simulator.transmission import primary_transmission
 
@@ -105,7 +105,7 @@ def expose(maps: dict[Material, np.ndarray], spacing_mm: float, acq: Acquisition
     # scatter: a broad, smooth veil proportional to the local primary behind the patient
     total_mm = np.zeros(shape, dtype=np.float32)
     for m in materials:
-        window = supports.get(m, (slice(None), slice(None)))
+        window = supports.get(m, WHOLE_FRAME)
         total_mm[window] += maps[m][window]
     inside = place(total_mm) > 1.0
     signal = primary  # the scatter veil is added in place

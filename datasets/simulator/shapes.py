@@ -15,6 +15,8 @@ import numpy as np
 
 Window = tuple[slice, slice]
 """Row and column index ranges of a bounding box."""
+WHOLE_FRAME: Window = (slice(None), slice(None))
+"""The window of every pixel."""
 
 
 @dataclass(frozen=True)

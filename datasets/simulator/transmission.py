@@ -25,7 +25,7 @@ from functools import cache
 import numpy as np
 
 from calcdx.datasets.simulator.materials import Material, attenuation_table, mu_per_mm
-from calcdx.datasets.simulator.shapes import Window
+from calcdx.datasets.simulator.shapes import WHOLE_FRAME, Window
 
 BASIS: tuple[Material, Material] = (Material.MUSCLE, Material.CORTICAL_BONE)
 PER_ENERGY: frozenset[Material] = frozenset({Material.IRON, Material.LEAD})
@@ -126,14 +126,14 @@ def primary_transmission(maps: dict[Material, np.ndarray], weights: np.ndarray,
             if material is None:
                 line += looked_up[..., k]
             else:
-                window = supports.get(material, (slice(None), slice(None)))
+                window = supports.get(material, WHOLE_FRAME)
                 line[window] += looked_up[..., k][window] * np.asarray(maps[material][window], np.float32)
     primary = cv2.exp(cv2.multiply(line, -1.0))
     special = [m for m in maps if m in PER_ENERGY]
     if special:
         where = np.zeros(shape, dtype=bool)
         for m in special:
-            window = supports.get(m, (slice(None), slice(None)))
+            window = supports.get(m, WHOLE_FRAME)
             where[window] |= maps[m][window] > 0
         if where.any():
             primary[where] = primary_transmission_exact({m: t[where] for m, t in maps.items()}, weights)
