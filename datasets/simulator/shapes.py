@@ -257,7 +257,8 @@ def smooth_noise(rng: np.random.Generator, shape: tuple[int, int], sigma_px: flo
         coarse_sigma = float(np.sqrt(sigma_px**2 - factor**2 / 6.0)) / factor
         coarse = blur(standard_normal(rng, coarse_shape), coarse_sigma)
         field = cv2.resize(coarse, (shape[1], shape[0]), interpolation=cv2.INTER_LINEAR)
-    field /= np.float32(float(field.std()) or 1.0)
+    std = float(cv2.meanStdDev(field)[1][0, 0])  # one pass, in double: 10x numpy's std
+    field /= np.float32(std or 1.0)
     return field
 
 
