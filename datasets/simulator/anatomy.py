@@ -24,6 +24,7 @@ from calcdx.datasets.simulator.shapes import (
     capsule_window,
     ellipsoid,
     ellipsoid_window,
+    enclosing_window,
     nested_capsules,
     polyline_tube_local,
     smooth_curve,
@@ -87,13 +88,10 @@ class BoneBuilder:
     def __init__(self, grid: Grid) -> None:
         self.grid = grid
         self._parts: list[tuple[str, tuple[float, ...], float, dict[str, float]]] = []
-        self._rows = (grid.shape[0], 0)
-        self._cols = (grid.shape[1], 0)
+        self._window: Window | None = None  # the bounding box of every part's window
 
     def _cover(self, window: Window) -> None:
-        rows, cols = window
-        self._rows = (min(self._rows[0], rows.start), max(self._rows[1], rows.stop))
-        self._cols = (min(self._cols[0], cols.start), max(self._cols[1], cols.stop))
+        self._window = window if self._window is None else enclosing_window(self._window, window)
 
     def part(self, kind: str, *args: float, cortex: float, **kw: float) -> None:
         g = self.grid
@@ -127,9 +125,9 @@ class BoneBuilder:
         texture = phantom.trabecular_texture(rng)
         if phantom.bone_outer is None:
             phantom.bone_outer = self.grid.zeros()
-        if self._rows[0] >= self._rows[1] or self._cols[0] >= self._cols[1]:
+        window = self._window
+        if window is None or window[0].start >= window[0].stop or window[1].start >= window[1].stop:
             return  # no part inside the frame
-        window = (slice(*self._rows), slice(*self._cols))
         outer, inner = self._draw(window)
         np.minimum(inner, outer, out=inner)
         cortical = (outer - inner) * np.float32(0.75 + 0.25 * density)
