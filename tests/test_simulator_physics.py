@@ -15,7 +15,15 @@ from calcdx.datasets.simulator.physics import (
     process,
     quantum_counts,
 )
-from calcdx.datasets.simulator.shapes import Grid, blur, capsule, ellipsoid, nested_capsules, polyline_tube
+from calcdx.datasets.simulator.shapes import (
+    Grid,
+    blur,
+    capsule,
+    ellipsoid,
+    nested_capsules,
+    polyline_tube,
+    positive_part,
+)
 from calcdx.datasets.simulator.transmission import (
     PER_ENERGY,
     basis_fit_error,
@@ -302,3 +310,19 @@ def test_a_capsule_is_the_chord_through_a_tapered_cylinder(p0: tuple[float, floa
     expected = 2.0 * 0.8 * np.sqrt(np.maximum(radius**2 - (yy - nearest_y) ** 2 - (xx - nearest_x) ** 2, 0.0))
     assert expected.max() > 30.0
     np.testing.assert_allclose(got, expected, atol=2e-3)  # mm; float32 under the square root at the rim
+
+
+@pytest.mark.parametrize("shape", [(0, 5), (1, 1), (4, 1), (1, 4), (3, 2), (200, 300)])
+def test_positive_part_is_numpys_maximum_for_every_shape(shape: tuple[int, int]) -> None:
+    """OpenCV's threshold, not ``cv2.max`` with a scalar (which reads a (4, 1) array as a scalar)."""
+    values = np.random.default_rng(1).normal(size=shape).astype(np.float32)
+    expected = np.maximum(values, np.float32(0.0))
+    got = positive_part(values)
+    assert got is values
+    np.testing.assert_array_equal(got, expected)
+
+
+def test_solids_outside_the_grid_draw_nothing() -> None:
+    grid = Grid.make(20.0, 30.0, 0.5)
+    assert not capsule(grid, (40.0, 5.0), (60.0, 5.0), 3.0, 3.0).any()
+    assert not ellipsoid(grid, -30.0, 10.0, 4.0, 4.0, 4.0).any()

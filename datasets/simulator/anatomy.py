@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+import cv2
 import numpy as np
 
 from calcdx.datasets.simulator.materials import Material
@@ -27,6 +28,7 @@ from calcdx.datasets.simulator.shapes import (
     enclosing_window,
     nested_capsules,
     polyline_tube_local,
+    positive_part,
     smooth_curve,
     smooth_noise,
 )
@@ -129,7 +131,7 @@ class BoneBuilder:
         if window is None or window[0].start >= window[0].stop or window[1].start >= window[1].stop:
             return  # no part inside the frame
         outer, inner = self._draw(window)
-        np.minimum(inner, outer, out=inner)
+        cv2.min(inner, outer, dst=inner)
         cortical = (outer - inner) * np.float32(0.75 + 0.25 * density)
         spongiosa = inner * np.float32(density) * texture[window]
         marrow_fat = inner * np.float32((1.0 - density) * 0.5)
@@ -169,7 +171,7 @@ def _soft_tissue(
             muscle[window] -= fascia
             ph.add(Material.FAT, fascia, window)
     ph.add(Material.MUSCLE, muscle)
-    ph.add(Material.FAT, np.clip(outer - muscle, 0.0, None))
+    ph.add(Material.FAT, positive_part(cv2.subtract(outer, muscle)))
     ph.landmarks["soft_outer"] = outer
     ph.landmarks["muscle"] = muscle
     ph.landmarks["fascial_planes"] = planes
