@@ -10,7 +10,16 @@ from calcdx.datasets.simulator.anatomy import Phantom
 from calcdx.datasets.simulator.embedding import pull_inside
 from calcdx.datasets.simulator.lesion import VISIBILITY_SCALE, Lesion, make_lesion, pick, soft_point
 from calcdx.datasets.simulator.materials import Material
-from calcdx.datasets.simulator.shapes import blur, capsule, ellipsoid, polyline_tube, smooth_curve, smooth_noise
+from calcdx.datasets.simulator.shapes import (
+    blur,
+    capsule,
+    ellipsoid,
+    ellipsoid_window,
+    polyline_tube,
+    polyline_tube_local,
+    smooth_curve,
+    smooth_noise,
+)
 from calcdx.findings import Morphology
 from calcdx.taxonomy import LocationClass, Pattern
 
@@ -163,13 +172,16 @@ def tumoral_calcinosis(ph: Phantom, rng: np.random.Generator, visibility: str) -
     for _ in range(int(rng.integers(6, 18))):
         r = rng.uniform(3, 9)
         ly, lx = pull_inside(ph, (cy + rng.normal(0, spread * 0.45), cx + rng.normal(0, spread * 0.45)), r)
-        lob = ellipsoid(g, ly, lx, r, r * rng.uniform(0.8, 1.2), r)
-        inner = ellipsoid(g, ly, lx, r * 0.75, r * 0.75, r * 0.75)
+        rx = r * rng.uniform(0.8, 1.2)
+        window = ellipsoid_window(g, ly, lx, r, rx)  # the lobule and its lucent core (0.75 r) lie inside
+        local = g.crop(*window)
+        lob = ellipsoid(local, ly, lx, r, rx, r)
+        inner = ellipsoid(local, ly, lx, r * 0.75, r * 0.75, r * 0.75)
         lobule = lob - 0.55 * inner
         if fluid:
             level = ly + rng.uniform(-0.2, 0.3) * r
-            lobule = np.where(g.y > level, lob * 1.3, lobule * 0.5)
-        np.maximum(t, lobule, out=t)
+            lobule = np.where(local.y > level, lob * 1.3, lobule * 0.5)
+        np.maximum(t[window], lobule, out=t[window])
     t *= 0.5 * v
     morph = (Morphology.MULTILOCULATED, Morphology.FLUID_LEVEL) if fluid else (Morphology.MULTILOCULATED,)
     return make_lesion(
@@ -272,8 +284,9 @@ def calcinosis_universalis(ph: Phantom, rng: np.random.Generator, visibility: st
     lace = np.clip(smooth_noise(rng, g.shape, 1.2 / g.spacing_mm), 0.0, None)
     for curve in planes:
         if rng.random() < 0.8:
-            sheet = polyline_tube(g, np.asarray(curve), rng.uniform(0.8, 2.0), depth_ratio=rng.uniform(3, 8))
-            t += sheet * lace * 0.35 * v
+            sheet, window = polyline_tube_local(g, np.asarray(curve), rng.uniform(0.8, 2.0),
+                                                depth_ratio=rng.uniform(3, 8))
+            t[window] += sheet * lace[window] * 0.35 * v
     for _ in range(int(rng.integers(4, 14))):
         py, px = soft_point(ph, rng, subcutaneous=True)
         for _k in range(int(rng.integers(1, 4))):
