@@ -11,7 +11,18 @@ from calcdx.datasets.simulator.anatomy import Phantom
 from calcdx.datasets.simulator.embedding import pull_inside
 from calcdx.datasets.simulator.lesion import VISIBILITY_SCALE, Lesion, make_lesion, pick, soft_point
 from calcdx.datasets.simulator.materials import Material
-from calcdx.datasets.simulator.shapes import blur, capsule, ellipsoid, polyline_tube, smooth_curve, smooth_noise
+from calcdx.datasets.simulator.shapes import (
+    blur,
+    capsule,
+    capsule_window,
+    ellipsoid,
+    ellipsoid_window,
+    enclosing_window,
+    polyline_tube,
+    polyline_tube_local,
+    smooth_curve,
+    smooth_noise,
+)
 from calcdx.findings import Morphology
 from calcdx.taxonomy import HardNegative, LocationClass
 
@@ -29,9 +40,11 @@ def arterial(ph: Phantom, rng: np.random.Generator, visibility: str) -> Lesion:
     if medial:
         normal = np.array([np.cos(np.deg2rad(direction)), -np.sin(np.deg2rad(direction))])
         half = rng.uniform(2.0, 3.5)
-        for sgn in (-1, 1):
-            t += polyline_tube(g, curve + sgn * half * normal, 0.35, depth_ratio=6.0)
-        t = t * keep * 0.45 * v
+        tubes = [polyline_tube_local(g, curve + sgn * half * normal, 0.35, depth_ratio=6.0) for sgn in (-1, 1)]
+        for tube, window in tubes:
+            t[window] += tube
+        covered = enclosing_window(tubes[0][1], tubes[1][1])  # zero outside: only there is anything kept
+        t[covered] = t[covered] * keep[covered] * 0.45 * v
         return make_lesion(
             ph,
             HardNegative.ARTERIAL_MEDIAL,
@@ -124,7 +137,9 @@ def bony_spur(ph: Phantom, rng: np.random.Generator, visibility: str) -> Lesion:
         length = 1.0 + 2.2 * radius  # 4.3-7.6 mm beyond the cortex (no extra draw: later lesions keep theirs)
         base = (ey - uy * 2.5, ex - ux * 2.5)  # rooted inside the cortex: continuous with the bone
         tip = (ey + uy * length, ex + ux * length)
-    t = capsule(g, base, tip, radius, 0.4, depth_ratio=2.0) * 0.9
+    t = g.zeros()
+    window = capsule_window(g, base, tip, radius, 0.4)
+    t[window] = capsule(g.crop(*window), base, tip, radius, 0.4, depth_ratio=2.0) * 0.9
     return make_lesion(
         ph,
         kind,
@@ -147,7 +162,9 @@ def osteochondromatosis(ph: Phantom, rng: np.random.Generator, visibility: str) 
     for _ in range(int(rng.integers(4, 14))):
         py, px = jy + rng.normal(0, 12), jx + rng.normal(0, 18)
         rr = r * rng.uniform(0.8, 1.2)
-        t += ellipsoid(g, py, px, rr, rr, rr) - 0.6 * ellipsoid(g, py, px, rr * 0.7, rr * 0.7, rr * 0.7)
+        window = ellipsoid_window(g, py, px, rr, rr)  # the body and its lucent core (0.7 rr) lie inside
+        local = g.crop(*window)
+        t[window] += ellipsoid(local, py, px, rr, rr, rr) - 0.6 * ellipsoid(local, py, px, rr * 0.7, rr * 0.7, rr * 0.7)
     t *= 0.6 * v
     return make_lesion(
         ph,
