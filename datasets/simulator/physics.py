@@ -141,12 +141,14 @@ def quantum_counts(expected: np.ndarray, rng: np.random.Generator) -> np.ndarray
     there), 3x faster than Poisson sampling on 8 Mpx (and the normal draws come from OpenCV,
     ``shapes.standard_normal``, 4x faster again).
     """
-    lam = np.asarray(expected, dtype=np.float32)
+    import cv2
+
+    lam = np.ascontiguousarray(expected, dtype=np.float32)
     counts = standard_normal(rng, lam.shape)
-    counts *= np.sqrt(lam)
+    counts *= cv2.sqrt(lam)
     counts += lam
-    low = lam < GAUSSIAN_FROM_QUANTA
-    if low.any():
+    if lam.size and float(lam.min()) < GAUSSIAN_FROM_QUANTA:  # a bright frame has no such pixel: no mask
+        low = lam < GAUSSIAN_FROM_QUANTA
         counts[low] = rng.poisson(lam[low])
     return counts
 
