@@ -71,8 +71,18 @@ class Measured:
     bbox_px: tuple[int, int, int, int]
 
 
+SHARP_EDGE = 0.35
+"""Mean edge gradient (1-pixel Gaussian) over the deposit's density above which its margin is well defined.
+``calcdx score`` measures how well this tells formative from resorptive HADD (docs/inference.md)."""
+
+
 def measure(image: np.ndarray, box: tuple[int, int, int, int], spacing: tuple[float, float]) -> Measured:
-    """Measure the deposit inside ``box`` (source pixels, max exclusive) of ``image``."""
+    """Measure the deposit inside ``box`` (source pixels, max exclusive) of ``image``.
+
+    The deposit is what stands out of a smoothed local background inside the box (Otsu's threshold).
+    Of its pieces, the one nearest the box's centre (where the model points) is kept, and the others
+    unless the box's edge cuts them: a bone edge or a broad band the box crosses is not the deposit.
+    """
     r0, c0, r1, c1 = box
     pad = max(4, (r1 - r0) // 3, (c1 - c0) // 3)
     row0, col0 = max(r0 - pad, 0), max(c0 - pad, 0)
@@ -90,6 +100,8 @@ def measure(image: np.ndarray, box: tuple[int, int, int, int], spacing: tuple[fl
     deposit = binary_opening(deposit) if deposit.sum() > 20 else deposit
     if deposit.sum() < 2:
         deposit = inner
+    box_edge = inner & ~binary_erosion(inner)
+    deposit = _pieces_in_box(deposit, box_edge, ((r0 + r1 - 1) / 2 - row0, (c0 + c1 - 1) / 2 - col0))
     labels, n = ndimage.label(deposit)
     sizes = np.bincount(labels.ravel(), minlength=n + 1)[1:]  # pixels per deposit
     count = int((sizes >= max(3, 0.05 * sizes.max())).sum()) if n else 1
@@ -105,15 +117,36 @@ def measure(image: np.ndarray, box: tuple[int, int, int, int], spacing: tuple[fl
         long_mm = short_mm = float(min(spacing))
     ring = binary_dilation(deposit, iterations=3) & ~deposit
     density = float(patch[deposit].mean() - (patch[ring].mean() if ring.any() else patch.mean()))
-    grad = gaussian_gradient_magnitude(patch, 1.0)
-    edge = binary_dilation(deposit) & ~binary_erosion(deposit)
-    sharpness = float(grad[edge].mean() / max(abs(density), 1e-3)) if edge.any() else 0.0
-    margin = Margin.WELL_DEFINED if sharpness > 0.35 else Margin.ILL_DEFINED
     return Measured(long_mm=long_mm, short_mm=short_mm, area_mm2=float(deposit.sum() * spacing[0] * spacing[1]),
-                    density=density, margin=margin, count=max(count, 1),
+                    density=density, margin=_margin(patch, deposit, box_edge, density), count=max(count, 1),
                     centroid_px=(float(rows.mean() + row0), float(cols.mean() + col0)),
                     bbox_px=(int(rows.min() + row0), int(cols.min() + col0), int(rows.max() + row0 + 1),
                              int(cols.max() + col0 + 1)))
+
+
+def _pieces_in_box(deposit: np.ndarray, box_edge: np.ndarray, centre: tuple[float, float]) -> np.ndarray:
+    """The piece of ``deposit`` nearest ``centre`` and every piece the box's edge does not cut."""
+    labels, n = ndimage.label(deposit)
+    if n <= 1:
+        return deposit
+    rows, cols = np.indices(deposit.shape)
+    distance = np.hypot(rows - centre[0], cols - centre[1])
+    nearest = 1 + int(np.argmin(ndimage.minimum(distance, labels, range(1, n + 1))))
+    cut = np.zeros(n + 1, bool)
+    cut[np.unique(labels[box_edge & deposit])] = True
+    cut[0] = False
+    keep = ~cut
+    keep[0], keep[nearest] = False, True
+    return keep[labels]
+
+
+def _margin(patch: np.ndarray, deposit: np.ndarray, box_edge: np.ndarray, density: float) -> Margin:
+    """Well defined when the deposit's edge gradient, relative to its density, exceeds ``SHARP_EDGE``;
+    the edge is the deposit's own (not where the box's edge cuts it)."""
+    grad = gaussian_gradient_magnitude(patch, 1.0)
+    edge = binary_dilation(deposit) & ~binary_erosion(deposit) & ~binary_dilation(box_edge, iterations=2)
+    sharpness = float(grad[edge].mean() / max(abs(density), 1e-3)) if edge.any() else 0.0
+    return Margin.WELL_DEFINED if sharpness > SHARP_EDGE else Margin.ILL_DEFINED
 
 
 def otsu_threshold(values: np.ndarray, bins: int = 64) -> float:

@@ -228,6 +228,21 @@ def test_measurement_of_a_known_ellipse(scale: int) -> None:
     assert m.density > 0.3
 
 
+def test_measurement_keeps_the_deposit_not_a_bone_edge_the_box_crosses() -> None:
+    """A 4 x 8 mm oval in the box's centre and a bright band (a cortex) through the box's corner: the band
+    stands out of the local background too, but the box's edge cuts it, so size and count are the oval's."""
+    spacing = (0.1, 0.1)
+    yy, xx = np.mgrid[:300, :300]
+    image = np.full((300, 300), 0.3, np.float32)
+    image[((yy - 150) / 20.0) ** 2 + ((xx - 150) / 40.0) ** 2 <= 1] = 0.8
+    image[(yy + xx > 420) & (yy + xx < 440)] = 0.9  # a band through the lower right corner of the box
+    m = measure(image, (90, 70, 220, 230), spacing)
+    assert m.count == 1
+    assert m.long_mm == pytest.approx(8.0, rel=0.05) and m.short_mm == pytest.approx(4.0, rel=0.05)
+    assert m.centroid_px == pytest.approx((150.0, 150.0), abs=1.0)
+    assert m.margin is Margin.WELL_DEFINED
+
+
 def test_a_chest_radiograph_is_not_silently_labelled() -> None:
     predictor = Predictor()
     if not predictor.card.ood:
@@ -425,3 +440,26 @@ def test_reduced_jpeg_2000_decoding_keeps_findings_on_the_files_pixel_grid() -> 
         assert np.hypot(*np.subtract(f.centroid_mm, g.centroid_mm)) < 3.0, pattern
         assert abs(f.long_axis_mm - g.long_axis_mm) < 0.25 * g.long_axis_mm + 1.0, pattern
         assert f.bbox_px[2] <= full.shape[0] and f.bbox_px[3] <= full.shape[1]
+
+
+def test_score_matches_the_batch_findings_to_the_examples_ground_truth(batch: Path, tmp_path: Path) -> None:
+    """``calcdx score``: the three predicted examples are found by SOP Instance UID (the batch ran on copies);
+    the other eleven rows of the manifest count as missing, their lesions missed."""
+    out = tmp_path / "score"
+    result = subprocess.run([CALCDX, "score", str(batch), str(EXAMPLES / "manifest.csv"), "--out", str(out)],
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert "tumoral_calcinosis" in result.stdout
+    report = json.loads((out / "findings_report.json").read_text())
+    assert report["n_images"] == 14 and report["images_missing"] == 11 and report["images_not_analyzed"] == 0
+    lesions = list(csv.DictReader((out / "lesions.csv").open()))
+    found = {(r["image"], r["pattern"]) for r in lesions if r["detected_at"] == "definite"}
+    assert {("img000004.dcm", "tumoral_calcinosis"), ("img000010.dcm", "cppd")} <= found
+    hit = next(r for r in lesions if r["image"] == "img000004.dcm" and r["pattern"] == "tumoral_calcinosis")
+    assert 0.5 < float(hit["found_long_mm"]) / float(hit["truth_long_mm"]) < 2.0
+    assert float(hit["centroid_error_mm"]) < 10.0
+    findings = list(csv.DictReader((out / "findings.csv").open()))
+    assert findings and {r["outcome"] for r in findings} <= {"hit", "duplicate", "false_positive"}
+    bad = subprocess.run([CALCDX, "score", str(tmp_path / "nowhere"), str(EXAMPLES / "manifest.csv"), "--out",
+                          str(out)], capture_output=True, text=True, timeout=300)
+    assert bad.returncode == 2 and "nowhere" in bad.stderr and "does not exist" in bad.stderr

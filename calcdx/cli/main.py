@@ -23,6 +23,7 @@ SUBCOMMAND_MODULES: tuple[str, ...] = (
     "evaluate",
     "calibrate",
     "predict",
+    "score",
     "rules",
     "serve",
 )
@@ -40,6 +41,7 @@ examples:
   calcdx info examples/                       what the reader sees in each file
   calcdx predict examples/ --out results/     findings, differential, JSON/CSV/SR/overlays
   calcdx simulate --n 100 --out sim/          simulated radiographs with ground truth
+  calcdx score results/ sim/manifest.csv --out score/   findings against the lesions' ground truth
   calcdx rules explain --pattern hadd --site "supraspinatus tendon"
 run 'calcdx COMMAND --help' for the options of each command.
 """

@@ -1,0 +1,71 @@
+"""``calcdx score RESULTS MANIFEST --out DIR``: the findings of a ``calcdx predict`` run against per-lesion truth."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+
+def register(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "score", help="score the findings of a predict run against per-lesion ground truth",
+        description="Matches every finding in a 'calcdx predict' output folder to the lesions of the manifest's "
+                    "annotations (the simulator writes them; the format is in docs/simulator.md) and writes "
+                    "DIR/findings_report.json (per pattern: lesion sensitivity and false positives per image at "
+                    "the 'possible' and 'definite' operating points, what the false positives sit on, the errors "
+                    "of long and short axis, centroid, margin, location class and count), DIR/findings.csv and "
+                    "DIR/lesions.csv.",
+        epilog="example:\n  calcdx simulate --n 300 --seed 7 --out sim/\n  calcdx predict sim/ --out results/\n"
+               "  calcdx score results/ sim/manifest.csv --out score/",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("results", help="output folder of 'calcdx predict'")
+    parser.add_argument("manifest", help="manifest CSV whose rows have an 'annotations' file")
+    parser.add_argument("--out", required=True, help="output folder")
+    parser.add_argument("--tolerance-mm", type=float, default=None, metavar="MM",
+                        help="how far outside a box a centroid may fall and still hit (default 5 mm)")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from calcdx.datasets.manifest import read_manifest
+    from calcdx.errors import ConfigError
+    from calcdx.training.finding_accuracy import DEFAULT_TOLERANCE_MM, score_results, summarise, write_tables
+
+    results = Path(args.results)
+    if not results.is_dir():
+        raise ConfigError(f'results folder "{results}" does not exist (run "calcdx predict ... --out {results}" first)')
+    tolerance = DEFAULT_TOLERANCE_MM if args.tolerance_mm is None else float(args.tolerance_mm)
+    if not tolerance >= 0:
+        raise ConfigError(f"--tolerance-mm must be 0 or more, got {args.tolerance_mm}")
+    findings, lesions, statuses = score_results(results, read_manifest(args.manifest), tolerance_mm=tolerance)
+    report = summarise(findings, lesions, statuses, tolerance_mm=tolerance)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "findings_report.json").write_text(json.dumps(report, indent=1), encoding="utf-8")
+    write_tables(out, findings, lesions)
+    print(format_table(report))
+    print(f"report written to {out}")
+    return 0
+
+
+def format_table(report: dict[str, Any]) -> str:
+    """A short plain-text table of the report: one line per pattern."""
+    lines = [f"{report['n_images']} images ({report['images_missing']} without a result, "
+             f"{report['images_not_analyzed']} not analysed), {report['n_lesions']} lesions, {report['n_findings']} "
+             f"findings (hit: centroid within {report['tolerance_mm']:g} mm of the other's box)",
+             f"{'pattern':24s} {'lesions':>7s} {'sens poss/def':>14s} {'FP/img poss/def':>16s} "
+             f"{'long axis ratio':>16s} {'centroid mm':>12s}"]
+
+    def number(value: float | None, fmt: str = ".2f") -> str:
+        return "-" if value is None else format(value, fmt)
+
+    for name, p in report["per_pattern"].items():
+        m = p["measurement"]
+        lines.append(f"{name:24s} {p['lesions']:7d} "
+                     f"{number(p['possible']['sensitivity']):>6s} / {number(p['definite']['sensitivity']):5s} "
+                     f"{number(p['possible']['false_positives_per_image'], '.3f'):>7s} / "
+                     f"{number(p['definite']['false_positives_per_image'], '.3f'):6s} "
+                     f"{number(m['long_axis_ratio']['median']):>16s} {number(m['centroid_error_mm']['median']):>12s}")
+    return "\n".join(lines)
