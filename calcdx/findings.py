@@ -68,6 +68,8 @@ class Finding:
         area_mm2: area of the thresholded region, square millimetres.
         relative_density: mean image value inside minus a ring around it, in image units [0, 1].
         margin: well or ill defined edge.
+        margin_probability: probability that the margin is ill defined, where a learned margin head gave
+            the margin (HADD); None where the margin comes from the edge measure.
         count: number of separate deposits when clustered (1 for a single one).
         location_class: tendon, intra-articular, periarticular, ... (``LocationClass``).
         site: anatomical site where it can be told ("supraspinatus tendon"), else None.
@@ -87,6 +89,7 @@ class Finding:
     area_mm2: float = 0.0
     relative_density: float = 0.0
     margin: Margin = Margin.UNKNOWN
+    margin_probability: float | None = None
     count: int = 1
     location_class: LocationClass = LocationClass.UNKNOWN
     site: str | None = None

@@ -4,7 +4,7 @@ Three stages overlap: worker processes decode and resample, the main thread runs
 and one helper thread measures the findings, explains them and writes the files of the
 study before.  Memory stays flat: at most two studies are held.  Results are written per study,
 atomically, the study JSON last; a re-run skips every study whose JSON exists for the same
-model weights (sha256) and redoes the rest, so a killed batch loses nothing and
+model weights (sha256, the margin head's too) and redoes the rest, so a killed batch loses nothing and
 duplicates nothing.  Unreadable or refused files go to ``failures.csv`` (code and reason)
 and never stop the batch.  Under ``torchrun`` (RANK / WORLD_SIZE set) studies are sharded
 by rank; every rank writes its own study files and ``failures-rank<R>.csv``, and rank 0
@@ -126,14 +126,21 @@ def _identity(batch: list[_Item]) -> list[_Item]:
     return batch
 
 
-def _done_studies(out_dir: Path, weights_sha256: str) -> set[str]:
+def _weights_key(identity: dict[str, Any]) -> tuple[str | None, str | None]:
+    """What makes a result stale: the detection model's weights and the margin head's."""
+    head = identity.get("margin_head")
+    return identity.get("weights_sha256"), head.get("weights_sha256") if isinstance(head, dict) else None
+
+
+def _done_studies(out_dir: Path, identity: dict[str, Any]) -> set[str]:
+    key = _weights_key(identity)
     done = set()
     for path in out_dir.glob("*.json"):
         try:
             data = json.loads(path.read_text(encoding="utf-8"))
         except (OSError, json.JSONDecodeError):
             continue
-        if isinstance(data, dict) and data.get("model", {}).get("weights_sha256") == weights_sha256:
+        if isinstance(data, dict) and isinstance(data.get("model"), dict) and _weights_key(data["model"]) == key:
             done.add(str(data.get("study_instance_uid")))
     return done
 
@@ -251,7 +258,7 @@ def _run_batch(paths: Sequence[str | Path], out_dir: str | Path, predictor: Pred
     for path, error in found.skipped:
         failures[str(path)] = {"path": str(path), "study_instance_uid": "", "code": error.code, "reason": error.reason}
     studies = [s for i, s in enumerate(found.studies) if i % world == rank]
-    done = _done_studies(out, predictor.weights_sha256)
+    done = _done_studies(out, predictor.identity)
     todo = [s for s in studies if s.study_uid not in done]
     report.n_studies_skipped = len(studies) - len(todo)
     items = [(inst, s.study_uid) for s in todo for inst in s.instances]

@@ -5,14 +5,16 @@ threshold, connected regions of the map above that threshold become candidate fi
 Each region is measured on the *source* image: inside its box, pixels that stand out
 from a smoothed local background are the deposit; their principal axes give long and
 short axis (mm), their mean minus a surrounding ring the relative density, the edge
-gradient the margin, and their separate pieces the count.  Location class and site are
+gradient the margin (for HADD the learned margin head's, ``calcdx.inference.margin``, where one is
+given), and their separate pieces the count.  Location class and site are
 the pattern's typical compartment for the body part (the model does not segment
 anatomy); the finding says so in ``site`` only where the body part makes it specific.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING
 
 import numpy as np
 from scipy import ndimage
@@ -23,6 +25,9 @@ from calcdx.gaussian import gaussian_blur, gaussian_gradient_magnitude
 from calcdx.models.card import ModelCard
 from calcdx.morphology import binary_dilation, binary_erosion, binary_opening
 from calcdx.taxonomy import LocationClass, Pattern
+
+if TYPE_CHECKING:
+    from calcdx.inference.margin import MarginHead
 
 MAX_FINDINGS_PER_PATTERN = 5
 
@@ -190,8 +195,10 @@ def operating_point(card: ModelCard, pattern: str, probability: float) -> Operat
 
 
 def extract_findings(radiograph: Radiograph, card: ModelCard, image_probabilities: np.ndarray,
-                     prob_maps: np.ndarray, grid_spacing_mm: float) -> list[Finding]:
-    """Findings for one image from calibrated image probabilities [C] and maps [C, h, w]."""
+                     prob_maps: np.ndarray, grid_spacing_mm: float,
+                     margin_head: MarginHead | None = None) -> list[Finding]:
+    """Findings for one image from calibrated image probabilities [C] and maps [C, h, w].  With a
+    ``margin_head``, a HADD finding's margin is the head's (else the edge measure's)."""
     findings: list[Finding] = []
     scale = (card.stride * grid_spacing_mm / radiograph.pixel_spacing_mm[0],
              card.stride * grid_spacing_mm / radiograph.pixel_spacing_mm[1])
@@ -225,11 +232,18 @@ def extract_findings(radiograph: Radiograph, card: ModelCard, image_probabilitie
             if op is OperatingPoint.BELOW:  # decided before measuring: measuring is the costly part
                 continue
             m = measure(radiograph.image, box, radiograph.pixel_spacing_mm)
+            margin_probability = None
+            if margin_head is not None and pattern is Pattern.HADD:
+                margin_probability = margin_head.probability_ill_defined(radiograph.image, m.centroid_px,
+                                                                         radiograph.pixel_spacing_mm)
+                m = replace(m, margin=margin_head.margin(margin_probability))
+                margin_probability = round(margin_probability, 4)
             bbox_px, centroid_px = _on_source_grid(radiograph, m.bbox_px, m.centroid_px)
             findings.append(Finding(
                 pattern=pattern, probability=round(probability, 4), operating_point=op, bbox_px=bbox_px,
                 centroid_px=centroid_px, long_axis_mm=round(m.long_mm, 2), short_axis_mm=round(m.short_mm, 2),
-                area_mm2=round(m.area_mm2, 2), relative_density=round(m.density, 4), margin=m.margin, count=m.count,
+                area_mm2=round(m.area_mm2, 2), relative_density=round(m.density, 4), margin=m.margin,
+                margin_probability=margin_probability, count=m.count,
                 location_class=TYPICAL_LOCATION[pattern], site=_SITE_BY_BODY_PART.get((pattern, body or "")),
                 body_part=body, morphology=describe_morphology(pattern, m),
                 distribution="clustered" if m.count > 1 else "single",

@@ -16,6 +16,7 @@ from calcdx.datasets.transforms import to_model_grid
 from calcdx.devices import resolve_device
 from calcdx.findings import Finding
 from calcdx.inference.findings import extract_findings
+from calcdx.inference.margin import MarginHead, margin_head_dir
 from calcdx.models import shipped_model_dir
 from calcdx.models.apply import GridResult, prepare_for_inference, run_on_grid
 from calcdx.models.checkpoint import load_checkpoint, sha256_file
@@ -85,12 +86,17 @@ class Predictor:
         self.card = loaded.card
         self.device = device
         self.weights_sha256 = sha256_file(self.model_dir / "model.safetensors")
+        head_dir = margin_head_dir(self.model_dir)
+        self.margin_head = MarginHead(head_dir) if head_dir.is_dir() else None
 
     @property
-    def identity(self) -> dict[str, str]:
-        """Model identity recorded in every result (name, version, weights hash)."""
-        return {"name": self.card.name, "version": self.card.version, "weights_sha256": self.weights_sha256,
-                "architecture": self.card.architecture}
+    def identity(self) -> dict[str, Any]:
+        """Model identity recorded in every result (name, version, weights hash; the margin head's)."""
+        identity: dict[str, Any] = {"name": self.card.name, "version": self.card.version,
+                                    "weights_sha256": self.weights_sha256, "architecture": self.card.architecture}
+        if self.margin_head is not None:
+            identity["margin_head"] = self.margin_head.identity
+        return identity
 
     @property
     def decode_spacing_mm(self) -> float | None:
@@ -126,7 +132,7 @@ class Predictor:
                                f"model's refusal threshold {refuse:.1f}; the image is unlike the training data "
                                "(e.g. another body region)", **base)
         findings = extract_findings(radiograph, self.card, out.probabilities, out.prob_maps,
-                                    self.card.input_spacing_mm)
+                                    self.card.input_spacing_mm, self.margin_head)
         reason = None
         if out.low_confidence:
             share = float(self.card.ood.get("percentile", 99.0))

@@ -24,6 +24,7 @@ SUBCOMMAND_MODULES: tuple[str, ...] = (
     "calibrate",
     "predict",
     "score",
+    "train_margin",
     "rules",
     "serve",
 )
