@@ -6,7 +6,8 @@ Renders ``n`` radiographs at native detector spacing (0.1-0.2 mm) with the simul
 truth, runs ``calcdx predict`` (the shipped model, no SR or overlays) and ``calcdx score`` on them, and
 prints per pattern: lesion sensitivity and false-positive findings per image at the "possible" and
 "definite" operating points, and for the lesions found the median (90th percentile) of found / true long
-and short axis, the centroid error in mm, and how often the margin (HADD), the location class and the
+and short axis, the centroid error in mm, and how often the margin (HADD), the tendon (HADD: share of
+lesions whose finding names one, and share of those named right), the location class and the
 count agree.  The same three commands by hand::
 
     calcdx simulate --n 300 --seed 4242 --out sim/
@@ -37,11 +38,12 @@ def measurement_lines(report: dict[str, Any]) -> list[str]:
         return "-" if value is None else f"{value:.2f}"
 
     lines = [f"{'pattern':24s} {'long found/true':>16s} {'short found/true':>17s} {'centroid mm':>13s} "
-             f"{'margin':>6s} {'location':>8s} {'count':>5s}"]
+             f"{'margin':>6s} {'tendon named/right':>18s} {'location':>8s} {'count':>5s}"]
     for name, p in report["per_pattern"].items():
         m = p["measurement"]
         lines.append(f"{name:24s} {q(m['long_axis_ratio']):>16s} {q(m['short_axis_ratio']):>17s} "
                      f"{q(m['centroid_error_mm']):>13s} {share(m['margin_agreement']):>6s} "
+                     f"{share(m['site_named']) + ' / ' + share(m['site_agreement']):>18s} "
                      f"{share(m['location_class_agreement']):>8s} {share(m['count_exact']):>5s}")
     return lines
 
@@ -64,8 +66,8 @@ def main() -> None:
         (score / "findings_report.json").write_text(json.dumps(report, indent=1), encoding="utf-8")
         write_tables(score, findings, lesions)
     print(f"\nseed {args.seed}, shipped model, native spacing\n" + format_table(report))
-    print("\nmedian (90th percentile) over the lesions found at 'possible' or above; margin, location class and "
-          "count: share that agree\n" + "\n".join(measurement_lines(report)))
+    print("\nmedian (90th percentile) over the lesions found at 'possible' or above; margin, tendon, location class "
+          "and count: share that agree\n" + "\n".join(measurement_lines(report)))
 
 
 if __name__ == "__main__":

@@ -73,6 +73,7 @@ class Finding:
         count: number of separate deposits when clustered (1 for a single one).
         location_class: tendon, intra-articular, periarticular, ... (``LocationClass``).
         site: anatomical site where it can be told ("supraspinatus tendon"), else None.
+        site_probability: the site head's probability for a named tendon (HADD); None for a generic site.
         body_part: the region (``calcdx.taxonomy.Region`` value) or DICOM BodyPartExamined.
         morphology: shape descriptors (``Morphology`` values).
         distribution: "single", "clustered", "diffuse" or "symmetric"; None when unknown.
@@ -93,6 +94,7 @@ class Finding:
     count: int = 1
     location_class: LocationClass = LocationClass.UNKNOWN
     site: str | None = None
+    site_probability: float | None = None
     body_part: str | None = None
     morphology: tuple[Morphology, ...] = field(default_factory=tuple)
     distribution: str | None = None

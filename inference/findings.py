@@ -28,6 +28,7 @@ from calcdx.taxonomy import LocationClass, Pattern
 
 if TYPE_CHECKING:
     from calcdx.inference.margin import MarginHead
+    from calcdx.inference.site import SiteHead
 
 MAX_FINDINGS_PER_PATTERN = 5
 
@@ -195,10 +196,12 @@ def operating_point(card: ModelCard, pattern: str, probability: float) -> Operat
 
 
 def extract_findings(radiograph: Radiograph, card: ModelCard, image_probabilities: np.ndarray,
-                     prob_maps: np.ndarray, grid_spacing_mm: float,
-                     margin_head: MarginHead | None = None) -> list[Finding]:
+                     prob_maps: np.ndarray, grid_spacing_mm: float, *, margin_head: MarginHead | None = None,
+                     site_head: SiteHead | None = None) -> list[Finding]:
     """Findings for one image from calibrated image probabilities [C] and maps [C, h, w].  With a
-    ``margin_head``, a HADD finding's margin is the head's (else the edge measure's)."""
+    ``margin_head``, a HADD finding's margin is the head's (else the edge measure's); with a
+    ``site_head``, a HADD finding names its tendon where the head is sure enough (else the generic
+    site of the body part)."""
     findings: list[Finding] = []
     scale = (card.stride * grid_spacing_mm / radiograph.pixel_spacing_mm[0],
              card.stride * grid_spacing_mm / radiograph.pixel_spacing_mm[1])
@@ -238,13 +241,19 @@ def extract_findings(radiograph: Radiograph, card: ModelCard, image_probabilitie
                                                                          radiograph.pixel_spacing_mm)
                 m = replace(m, margin=margin_head.margin(margin_probability))
                 margin_probability = round(margin_probability, 4)
+            site, site_probability = _SITE_BY_BODY_PART.get((pattern, body or "")), None
+            if site_head is not None and pattern is Pattern.HADD:
+                named, p_site = site_head.site(site_head.site_probabilities(
+                    radiograph.image, m.centroid_px, radiograph.pixel_spacing_mm, body))
+                if named is not None and p_site is not None:
+                    site, site_probability = named, round(p_site, 4)
             bbox_px, centroid_px = _on_source_grid(radiograph, m.bbox_px, m.centroid_px)
             findings.append(Finding(
                 pattern=pattern, probability=round(probability, 4), operating_point=op, bbox_px=bbox_px,
                 centroid_px=centroid_px, long_axis_mm=round(m.long_mm, 2), short_axis_mm=round(m.short_mm, 2),
                 area_mm2=round(m.area_mm2, 2), relative_density=round(m.density, 4), margin=m.margin,
                 margin_probability=margin_probability, count=m.count,
-                location_class=TYPICAL_LOCATION[pattern], site=_SITE_BY_BODY_PART.get((pattern, body or "")),
+                location_class=TYPICAL_LOCATION[pattern], site=site, site_probability=site_probability,
                 body_part=body, morphology=describe_morphology(pattern, m),
                 distribution="clustered" if m.count > 1 else "single",
                 pixel_spacing_mm=radiograph.source_pixel_spacing_mm,

@@ -15,8 +15,10 @@ from calcdx.datasets.radiograph import Radiograph
 from calcdx.datasets.transforms import to_model_grid
 from calcdx.devices import resolve_device
 from calcdx.findings import Finding
+from calcdx.inference.crop_head import head_dir
 from calcdx.inference.findings import extract_findings
-from calcdx.inference.margin import MarginHead, margin_head_dir
+from calcdx.inference.margin import MARGIN_HEAD_DIR, MarginHead
+from calcdx.inference.site import SITE_HEAD_DIR, SiteHead
 from calcdx.models import shipped_model_dir
 from calcdx.models.apply import GridResult, prepare_for_inference, run_on_grid
 from calcdx.models.checkpoint import load_checkpoint, sha256_file
@@ -86,16 +88,19 @@ class Predictor:
         self.card = loaded.card
         self.device = device
         self.weights_sha256 = sha256_file(self.model_dir / "model.safetensors")
-        head_dir = margin_head_dir(self.model_dir)
-        self.margin_head = MarginHead(head_dir) if head_dir.is_dir() else None
+        margin_dir, site_dir = head_dir(self.model_dir, MARGIN_HEAD_DIR), head_dir(self.model_dir, SITE_HEAD_DIR)
+        self.margin_head = MarginHead(margin_dir) if margin_dir.is_dir() else None
+        self.site_head = SiteHead(site_dir) if site_dir.is_dir() else None
 
     @property
     def identity(self) -> dict[str, Any]:
-        """Model identity recorded in every result (name, version, weights hash; the margin head's)."""
+        """Model identity recorded in every result (name, version, weights hash; the heads')."""
         identity: dict[str, Any] = {"name": self.card.name, "version": self.card.version,
                                     "weights_sha256": self.weights_sha256, "architecture": self.card.architecture}
         if self.margin_head is not None:
             identity["margin_head"] = self.margin_head.identity
+        if self.site_head is not None:
+            identity["site_head"] = self.site_head.identity
         return identity
 
     @property
@@ -132,7 +137,8 @@ class Predictor:
                                f"model's refusal threshold {refuse:.1f}; the image is unlike the training data "
                                "(e.g. another body region)", **base)
         findings = extract_findings(radiograph, self.card, out.probabilities, out.prob_maps,
-                                    self.card.input_spacing_mm, self.margin_head)
+                                    self.card.input_spacing_mm, margin_head=self.margin_head,
+                                    site_head=self.site_head)
         reason = None
         if out.low_confidence:
             share = float(self.card.ood.get("percentile", 99.0))

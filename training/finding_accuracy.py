@@ -56,6 +56,7 @@ class TruthLesion:
     variant: str | None
     visibility: str | None
     count: int | None
+    site: str | None = None
 
     @classmethod
     def from_dict(cls, record: dict[str, Any], source: Path) -> TruthLesion:
@@ -72,7 +73,8 @@ class TruthLesion:
                    short_mm=None if size[1] is None else float(size[1]),
                    location_class=record.get("location_class"), variant=record.get("variant"),
                    visibility=record.get("visibility"),
-                   count=int(record["count"]) if record.get("count") is not None else None)
+                   count=int(record["count"]) if record.get("count") is not None else None,
+                   site=record.get("site"))
 
 
 @dataclass(frozen=True)
@@ -112,6 +114,8 @@ class ScoredLesion:
     centroid_error_mm: float | None
     location_agrees: bool | None
     margin_agrees: bool | None
+    site_named: bool | None  # the finding named a tendon (site head) rather than a generic site
+    site_agrees: bool | None  # the tendon it named is the lesion's
     truth_count: int | None
     found_count: int | None
     image_status: str  # "analyzed", "not_analyzed" or "missing" (no result for the image)
@@ -188,6 +192,9 @@ def score_image(image: str, findings: Sequence[dict[str, Any]], lesions: Sequenc
             location_agrees=None if hit is None or les.location_class is None
             else hit.get("location_class") == les.location_class,
             margin_agrees=None if hit is None or expected_margin is None else hit.get("margin") == expected_margin,
+            site_named=None if hit is None or les.kind != "hadd" else hit.get("site_probability") is not None,
+            site_agrees=None if hit is None or les.site is None or hit.get("site_probability") is None
+            else hit.get("site") == les.site,
             truth_count=les.count, found_count=None if hit is None else hit.get("count"), image_status=status))
     return scored, truth
 
@@ -300,6 +307,8 @@ def _pattern_summary(pattern: str, findings: Sequence[ScoredFinding], lesions: S
         "centroid_error_mm": _quantiles([les.centroid_error_mm for les in hits if les.centroid_error_mm is not None]),
         "location_class_agreement": _fraction([les.location_agrees for les in hits if les.location_agrees is not None]),
         "margin_agreement": _fraction([les.margin_agrees for les in hits if les.margin_agrees is not None]),
+        "site_named": _fraction([les.site_named for les in hits if les.site_named is not None]),
+        "site_agreement": _fraction([les.site_agrees for les in hits if les.site_agrees is not None]),
         "count_exact": _fraction([les.found_count == les.truth_count for les in hits
                                   if les.truth_count is not None and les.found_count is not None]),
     }

@@ -24,7 +24,7 @@ SUBCOMMAND_MODULES: tuple[str, ...] = (
     "calibrate",
     "predict",
     "score",
-    "train_margin",
+    "train_head",
     "rules",
     "serve",
 )

@@ -15,7 +15,7 @@ def register(subparsers: Any) -> None:
                     "annotations (the simulator writes them; the format is in docs/simulator.md) and writes "
                     "DIR/findings_report.json (per pattern: lesion sensitivity and false positives per image at "
                     "the 'possible' and 'definite' operating points, what the false positives sit on, the errors "
-                    "of long and short axis, centroid, margin, location class and count), DIR/findings.csv and "
+                    "of long and short axis, centroid, margin, tendon, location class and count), DIR/findings.csv and "
                     "DIR/lesions.csv.",
         epilog="example:\n  calcdx simulate --n 300 --seed 7 --out sim/\n  calcdx predict sim/ --out results/\n"
                "  calcdx score results/ sim/manifest.csv --out score/",

@@ -1,0 +1,167 @@
+"""Small CNN heads that read a fixed field of the source image around a finding.
+
+The detection model says *what* and *where*; two questions the seed asks radiologists to report it
+cannot answer from its maps: the HADD margin (``calcdx.inference.margin``) and the tendon involved
+(``calcdx.inference.site``).  Each is a ``CropNet`` that sees a square field of fixed size in mm around
+the finding's measured centroid, resampled to a fixed spacing.  A head lives in a folder of its own
+(``model.safetensors`` + ``head_card.json`` with the weights' sha256, refused on mismatch) inside the
+model folder, else the shipped one is used.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+import torch
+from safetensors.torch import load_file
+from torch import nn
+
+from calcdx.errors import ModelIntegrityError
+from calcdx.models import shipped_model_dir
+from calcdx.models.checkpoint import sha256_file
+
+WEIGHTS_FILE = "model.safetensors"
+CARD_FILE = "head_card.json"
+
+
+def field_crop(image: np.ndarray, centroid_px: tuple[float, float], spacing_mm: tuple[float, float],
+               field_mm: float, size: int) -> np.ndarray:
+    """The ``field_mm`` square of ``image`` centred on ``centroid_px`` (row, col), resampled to ``size``
+    pixels per side and normalised (median 0, 1st-99th percentile span 1); edges replicate outside."""
+    half_rows = max(1, round(field_mm / 2 / spacing_mm[0]))
+    half_cols = max(1, round(field_mm / 2 / spacing_mm[1]))
+    row, col = round(centroid_px[0]), round(centroid_px[1])
+    r0, r1, c0, c1 = row - half_rows, row + half_rows, col - half_cols, col + half_cols
+    rows, cols = image.shape
+    window = image[max(r0, 0):min(r1, rows), max(c0, 0):min(c1, cols)].astype(np.float32)
+    if window.size == 0:
+        window = np.zeros((1, 1), np.float32)
+    pads = ((max(-r0, 0), max(r1 - rows, 0)), (max(-c0, 0), max(c1 - cols, 0)))
+    if any(p for pair in pads for p in pair):
+        window = np.pad(window, pads, mode="edge")
+    shrinking = window.shape[0] >= size and window.shape[1] >= size
+    crop = cv2.resize(window, (size, size), interpolation=cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR)
+    low, mid, high = np.percentile(crop, (1.0, 50.0, 99.0))
+    return ((crop - mid) / max(float(high - low), 1e-4)).astype(np.float32)
+
+
+class CropNet(nn.Module):
+    """Four stages of two 3x3 convolutions, global average pooling and ``outputs`` logits."""
+
+    def __init__(self, width: int = 8, outputs: int = 1) -> None:
+        super().__init__()
+        chans = (1, width, 2 * width, 4 * width, 4 * width)
+        layers: list[nn.Module] = []
+        for k in range(4):
+            layers += [nn.Conv2d(chans[k], chans[k + 1], 3, padding=1, bias=False), nn.BatchNorm2d(chans[k + 1]),
+                       nn.ReLU(inplace=True),
+                       nn.Conv2d(chans[k + 1], chans[k + 1], 3, padding=1, bias=False), nn.BatchNorm2d(chans[k + 1]),
+                       nn.ReLU(inplace=True)]
+            if k < 3:
+                layers.append(nn.MaxPool2d(2))
+        self.features = nn.Sequential(*layers)
+        self.logit = nn.Linear(chans[-1], outputs)
+        self.outputs = outputs
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits [N] for one output, else [N, outputs]."""
+        logits = self.logit(self.features(x).mean((2, 3)))
+        return logits.squeeze(1) if self.outputs == 1 else logits
+
+
+@dataclass(frozen=True)
+class HeadCard:
+    """What a head is, how it was trained and how well it did (written next to its weights)."""
+
+    name: str
+    version: str
+    task: str  # "margin" or "site"
+    width: int
+    field_mm: float
+    crop_spacing_mm: float
+    classes: list[str]
+    """Output labels in order (margin: ["ill_defined"], one logit)."""
+    threshold: float
+    """margin: probability of "ill defined" at or above which it is reported; site: the least probability
+    at which the named site is reported instead of the generic one."""
+    classes_by_body_part: dict[str, list[str]] = field(default_factory=dict)
+    """site: the classes a normalised body part can hold (the softmax runs over those only)."""
+    training: dict[str, Any] = field(default_factory=dict)
+    validation: dict[str, Any] = field(default_factory=dict)
+    intended_use: str = ""
+
+    @property
+    def crop_size(self) -> int:
+        return round(self.field_mm / self.crop_spacing_mm)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], source: Path) -> HeadCard:
+        try:
+            return cls(name=str(data["name"]), version=str(data["version"]), task=str(data["task"]),
+                       width=int(data["width"]), field_mm=float(data["field_mm"]),
+                       crop_spacing_mm=float(data["crop_spacing_mm"]), classes=[str(c) for c in data["classes"]],
+                       threshold=float(data["threshold"]),
+                       classes_by_body_part={str(k): [str(c) for c in v]
+                                             for k, v in dict(data.get("classes_by_body_part", {})).items()},
+                       training=dict(data.get("training", {})), validation=dict(data.get("validation", {})),
+                       intended_use=str(data.get("intended_use", "")))
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ModelIntegrityError(f"head card is incomplete or malformed: {exc!r}", path=source) from exc
+
+
+class CropHead:
+    """A loaded head: card, network (CPU, eval mode) and the weights' sha256."""
+
+    task = ""
+
+    def __init__(self, head_dir: str | Path) -> None:
+        self.head_dir = Path(head_dir)
+        weights, card_path = self.head_dir / WEIGHTS_FILE, self.head_dir / CARD_FILE
+        for path in (weights, card_path):
+            if not path.is_file():
+                raise ModelIntegrityError("head file is missing", path=path)
+        try:
+            card_data = json.loads(card_path.read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError) as exc:
+            raise ModelIntegrityError(f"cannot read the head card: {exc}", path=card_path) from exc
+        self.card = HeadCard.from_dict(card_data, card_path)
+        if self.task and self.card.task != self.task:
+            raise ModelIntegrityError(f"head card is for task {self.card.task!r}, expected {self.task!r}",
+                                      path=card_path)
+        self.weights_sha256 = sha256_file(weights)
+        expected = card_data.get("weights_sha256")
+        if expected and expected != self.weights_sha256:
+            raise ModelIntegrityError(f"head weights sha256 {self.weights_sha256} does not match the card's "
+                                      f"{expected}", path=weights)
+        self.net = CropNet(self.card.width, len(self.card.classes))
+        try:
+            self.net.load_state_dict(load_file(str(weights)))
+        except (RuntimeError, OSError) as exc:
+            raise ModelIntegrityError(f"head weights do not fit the card: {exc}", path=weights) from exc
+        self.net.eval()
+
+    @property
+    def identity(self) -> dict[str, str]:
+        return {"name": self.card.name, "version": self.card.version, "weights_sha256": self.weights_sha256}
+
+    def crop(self, image: np.ndarray, centroid_px: tuple[float, float],
+             spacing_mm: tuple[float, float]) -> np.ndarray:
+        return field_crop(image, centroid_px, spacing_mm, self.card.field_mm, self.card.crop_size)
+
+    def logits(self, crop: np.ndarray) -> torch.Tensor:
+        with torch.inference_mode():
+            return self.net(torch.from_numpy(crop)[None, None])[0]
+
+
+def head_dir(model_dir: str | Path | None, name: str) -> Path:
+    """The head ``name`` for ``model_dir``: its own ``name/`` folder if it has one, else the shipped one."""
+    own = Path(model_dir) / name if model_dir else None
+    return own if own is not None and own.is_dir() else shipped_model_dir() / name

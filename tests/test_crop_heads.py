@@ -1,0 +1,156 @@
+"""The HADD crop heads (margin, site): crops, training through the CLI, integrity, and use by predict."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from calcdx.datasets.manifest import read_manifest
+from calcdx.errors import ModelIntegrityError
+from calcdx.findings import Margin
+from calcdx.inference import Predictor
+from calcdx.inference.batch import _done_studies
+from calcdx.inference.crop_head import field_crop, head_dir
+from calcdx.inference.margin import CROP_SPACING_MM, FIELD_MM, MARGIN_HEAD_DIR, MarginHead
+from calcdx.inference.site import SITE_HEAD_DIR, SiteHead
+from calcdx.models import shipped_model_dir
+from calcdx.training.crop_head import collect_crops
+from calcdx.training.margin_head import CLASSES, lesion_margin, margin_metrics, probabilities_ill_defined
+from calcdx.training.site_head import lesion_site, site_metrics, site_probabilities
+
+CALCDX = str(Path(sys.executable).with_name("calcdx"))
+SITE_ACCURACY_FLOOR = 0.85
+"""Tendon accuracy the shipped site head must reach on fresh simulated HADD (1.00 on its validation set)."""
+
+
+def _run(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([CALCDX, *args], capture_output=True, text=True, timeout=600)
+
+
+@pytest.fixture(scope="module")
+def hadd_sets(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """Two small simulated HADD sets (other seeds than the shipped heads' training and validation sets)."""
+    root = tmp_path_factory.mktemp("hadd")
+    for name, seed, n in (("train", 811, 24), ("val", 812, 40)):
+        result = _run("simulate", "--n", str(n), "--patterns", "hadd", "--seed", str(seed), "--workers", "2",
+                      "--out", str(root / name))
+        assert result.returncode == 0, result.stderr
+    return root / "train", root / "val"
+
+
+def test_crop_is_centred_on_the_deposit_at_the_head_spacing() -> None:
+    spacing = (0.1, 0.1)
+    image = np.zeros((600, 700), np.float32)
+    rows, cols = np.indices(image.shape)
+    image[np.hypot(rows - 250, cols - 400) <= 30] = 1.0  # a 6 mm disc
+    size = round(FIELD_MM / CROP_SPACING_MM)
+    crop = field_crop(image, (250.0, 400.0), spacing, FIELD_MM, size)
+    assert crop.shape == (size, size)
+    bright = crop > crop.max() / 2
+    r, c = np.nonzero(bright)
+    assert abs(r.mean() - (size - 1) / 2) < 1.0 and abs(c.mean() - (size - 1) / 2) < 1.0
+    assert abs(np.sqrt(bright.sum() / np.pi) - 3.0 / CROP_SPACING_MM) < 1.0  # 3 mm radius
+    corner = field_crop(image, (2.0, 3.0), spacing, FIELD_MM, size)  # the field runs off the image
+    assert corner.shape == (size, size) and np.isfinite(corner).all()
+
+
+def test_lesion_labels_come_from_the_annotations() -> None:
+    assert lesion_margin({"kind": "hadd", "variant": "resorptive"}) == "ill_defined"
+    assert lesion_margin({"kind": "hadd", "variant": "formative_resting"}) == "well_defined"
+    assert lesion_margin({"kind": "cppd", "margin": "ill_defined"}) == "ill_defined"
+    assert lesion_margin({"kind": "hadd", "variant": "formative_resting", "margin": "ill_defined"}) == "ill_defined"
+    assert lesion_margin({"kind": "phlebolith", "variant": "single"}) is None
+    assert lesion_site({"kind": "hadd", "site": "supraspinatus tendon"}) == "supraspinatus tendon"
+    assert lesion_site({"kind": "cppd", "site": "hyaline cartilage"}) is None
+
+
+def test_shipped_heads_read_margin_and_tendon_of_fresh_hadd(hadd_sets: tuple[Path, Path]) -> None:
+    _, val = hadd_sets
+    rows = read_manifest(val / "manifest.csv")
+    margin = MarginHead(head_dir(None, MARGIN_HEAD_DIR))
+    crops = collect_crops(rows, lesion_margin, CLASSES, field_mm=margin.card.field_mm,
+                          crop_spacing_mm=margin.card.crop_spacing_mm, per_lesion=1)
+    assert crops.lesions >= 15 and len(np.unique(crops.labels)) == 2
+    metrics = margin_metrics(crops.labels, probabilities_ill_defined(margin.net, crops.crops), margin.card.threshold)
+    assert metrics["auroc"] >= 0.85, metrics
+    assert metrics["balanced_accuracy"] >= 0.75, metrics
+
+    site = SiteHead(head_dir(None, SITE_HEAD_DIR))
+    crops = collect_crops(rows, lesion_site, site.card.classes, field_mm=site.card.field_mm,
+                          crop_spacing_mm=site.card.crop_spacing_mm, per_lesion=1)
+    assert crops.lesions >= 15
+    probabilities = site_probabilities(site.net, crops, site.card.classes, site.card.classes_by_body_part)
+    metrics = site_metrics(crops, probabilities, site.card.threshold)
+    assert metrics["accuracy"] >= SITE_ACCURACY_FLOOR, metrics
+
+
+def test_train_head_cli_writes_heads_that_predict_uses(hadd_sets: tuple[Path, Path], tmp_path: Path) -> None:
+    train, val = hadd_sets
+    model = tmp_path / "model"
+    shutil.copytree(shipped_model_dir(), model, ignore=shutil.ignore_patterns(MARGIN_HEAD_DIR, SITE_HEAD_DIR))
+    cards = {}
+    for task, folder in (("margin", MARGIN_HEAD_DIR), ("site", SITE_HEAD_DIR)):
+        result = _run("train-head", task, str(train / "manifest.csv"), "--val", str(val / "manifest.csv"),
+                      "--out", str(model / folder), "--epochs", "1", "--width", "4", "--crops-per-lesion", "2")
+        assert result.returncode == 0, result.stderr
+        assert "validation (" in result.stdout
+        cards[task] = json.loads((model / folder / "head_card.json").read_text())
+        assert cards[task]["task"] == task and cards[task]["training"]["manifest_sha256"]
+    by_body_part = cards["site"]["classes_by_body_part"]
+    assert set(by_body_part["shoulder"]) <= {"supraspinatus tendon", "infraspinatus tendon", "subscapularis tendon"}
+    assert all(set(v) <= set(cards["site"]["classes"]) for v in by_body_part.values())
+    predictor = Predictor(model)
+    assert predictor.margin_head is not None and predictor.margin_head.head_dir == model / MARGIN_HEAD_DIR
+    assert predictor.identity["margin_head"]["weights_sha256"] == cards["margin"]["weights_sha256"]
+    assert predictor.identity["site_head"]["weights_sha256"] == cards["site"]["weights_sha256"]
+    assert Predictor().identity["margin_head"]["weights_sha256"] != cards["margin"]["weights_sha256"]
+
+    out = tmp_path / "results"
+    images = [r.path for r in read_manifest(val / "manifest.csv") if r.labels][:4]
+    result = _run("predict", *map(str, images), "--out", str(out), "--model", str(model), "--no-progress",
+                  "--no-sr", "--no-overlay")
+    assert result.returncode == 0, result.stderr
+    hadd = [f for p in out.glob("*.json") for im in json.loads(p.read_text())["images"] for f in im["findings"]
+            if f["pattern"] == "hadd"]
+    assert hadd, "the model found no HADD in four HADD images"
+    for finding in hadd:
+        p = finding["margin_probability"]
+        assert 0.0 <= p <= 1.0
+        assert finding["margin"] == (Margin.ILL_DEFINED if p >= cards["margin"]["threshold"] else Margin.WELL_DEFINED)
+        if finding["site_probability"] is not None:
+            assert finding["site"] in cards["site"]["classes"]
+            assert finding["site_probability"] >= cards["site"]["threshold"]
+
+    # results made with other heads are stale: a re-run with the shipped heads redoes every study
+    assert _done_studies(out, predictor.identity) and not _done_studies(out, Predictor().identity)
+
+
+def test_validation_patients_must_be_other_patients(hadd_sets: tuple[Path, Path], tmp_path: Path) -> None:
+    train, _ = hadd_sets
+    result = _run("train-head", "margin", str(train / "manifest.csv"), "--val", str(train / "manifest.csv"),
+                  "--out", str(tmp_path / "head"))
+    assert result.returncode == 2
+    assert "patients are in both manifests" in result.stderr
+
+
+def test_a_tampered_head_is_refused_naming_the_file(tmp_path: Path) -> None:
+    head = tmp_path / "head"
+    shutil.copytree(head_dir(None, MARGIN_HEAD_DIR), head)
+    with pytest.raises(ModelIntegrityError, match="task 'margin', expected 'site'"):
+        SiteHead(head)
+    weights = head / "model.safetensors"
+    data = bytearray(weights.read_bytes())
+    data[-1] ^= 0xFF
+    weights.write_bytes(bytes(data))
+    with pytest.raises(ModelIntegrityError, match="sha256") as info:
+        MarginHead(head)
+    assert str(weights) in str(info.value)
+    (head / "head_card.json").unlink()
+    with pytest.raises(ModelIntegrityError, match="missing"):
+        MarginHead(head)
