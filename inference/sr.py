@@ -3,13 +3,15 @@
 One measurement group per finding: its region (a closed SCOORD polyline around the
 bounding box, referencing the source image), the pattern as finding type, the
 calibrated probability, long and short axis and area, margin as a qualitative
-evaluation, and the rule layer's differential as a TEXT comment.  The SR goes into the
+evaluation, the site as a finding site (private code per site name), and the rule layer's
+differential as a TEXT comment.  The SR goes into the
 source study (patient and study attributes come from the evidence) and lists the
 source images as evidence.
 """
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -56,6 +58,12 @@ def probability_concept(pattern: str) -> CodedConcept:
     """Measurement name for the image-level probability of ``pattern``."""
     code = PATTERN_CODES[Pattern(pattern)]
     return CodedConcept(code.value + "P", code.scheme, f"Probability of {code.meaning.lower()}"[:64])
+
+
+def site_concept(site: str) -> CodedConcept:
+    """A private code for an anatomical site name (stable: derived from the name itself)."""
+    digest = hashlib.sha1(site.strip().lower().encode("utf-8")).hexdigest()[:10].upper()
+    return CodedConcept(f"CDXS{digest}", "99CALCDX", site.strip()[:64])
 
 
 def _coded(c: Any) -> CodedConcept:
@@ -125,6 +133,8 @@ def build_sr(sources: Sequence[Dataset], findings_by_sop: dict[str, list[Finding
                 algorithm_id=algorithm,
                 measurements=measurements,
                 qualitative_evaluations=evaluations,
+                finding_sites=[hd.sr.FindingSite(anatomic_location=site_concept(finding.site))]
+                if finding.site else None,
             )
             text = texts[k] if k < len(texts) else ""
             if text:

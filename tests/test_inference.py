@@ -25,7 +25,7 @@ from calcdx.datasets.radiograph import Radiograph, SpacingSource
 from calcdx.findings import Finding, Margin
 from calcdx.inference import Predictor
 from calcdx.inference.findings import measure
-from calcdx.inference.sr import build_sr, referenced_uids
+from calcdx.inference.sr import build_sr, referenced_uids, site_concept
 from calcdx.taxonomy import PATTERN_CODES, LocationClass, Pattern
 from tests.reader_fixtures import sample_file
 from tests.tools import dciodvfy_errors, require_tool
@@ -112,8 +112,9 @@ def test_overlays_exist_as_png_and_valid_secondary_capture(batch: Path) -> None:
         assert ds.SourceImageSequence[0].ReferencedSOPInstanceUID
 
 
-def _finding(pattern: Pattern, box: tuple[int, int, int, int]) -> Finding:
+def _finding(pattern: Pattern, box: tuple[int, int, int, int], site: str | None = None) -> Finding:
     return Finding(
+        site=site,
         pattern=pattern,
         probability=0.91,
         bbox_px=box,
@@ -130,7 +131,7 @@ def _finding(pattern: Pattern, box: tuple[int, int, int, int]) -> Finding:
 def test_sr_has_one_group_per_finding_with_codes_and_measurements(tmp_path: Path) -> None:
     source = pydicom.dcmread(EXAMPLES / "img000011.dcm", stop_before_pixels=True)
     findings = [
-        _finding(Pattern.HADD, (100, 120, 140, 170)),
+        _finding(Pattern.HADD, (100, 120, 140, 170), site="supraspinatus tendon"),
         _finding(Pattern.TUMORAL_CALCINOSIS, (300, 300, 400, 420)),
     ]
     identity = {"name": "test", "version": "1", "weights_sha256": "0" * 64}
@@ -153,6 +154,11 @@ def test_sr_has_one_group_per_finding_with_codes_and_measurements(tmp_path: Path
     names = {m.name.meaning: m.value for m in groups[0].get_measurements()}
     assert names["Long Axis"] == pytest.approx(9.5) and names["Calibrated probability"] == pytest.approx(0.91)
     assert groups[0].roi.ContentSequence[0].ReferencedSOPSequence[0].ReferencedSOPInstanceUID == source.SOPInstanceUID
+    by_type = {g.finding_type.value: g for g in groups}
+    hadd_sites = by_type[PATTERN_CODES[Pattern.HADD].value].finding_sites
+    assert [site.value.meaning for site in hadd_sites] == ["supraspinatus tendon"]
+    assert hadd_sites[0].value == site_concept("Supraspinatus tendon ")  # one code per site name
+    assert by_type[PATTERN_CODES[Pattern.TUMORAL_CALCINOSIS].value].finding_sites == []
     assert back.StudyInstanceUID == source.StudyInstanceUID and back.PatientID == source.PatientID
 
 
