@@ -4,7 +4,7 @@ Three stages overlap: worker processes decode and resample, the main thread runs
 and one helper thread measures the findings, explains them and writes the files of the
 study before.  Memory stays flat: at most two studies are held.  Results are written per study,
 atomically, the study JSON last; a re-run skips every study whose JSON exists for the same
-model weights (sha256, the margin head's too) and redoes the rest, so a killed batch loses nothing and
+model weights (sha256, the heads' weights and cards too) and redoes the rest, so a killed batch loses nothing and
 duplicates nothing.  Unreadable or refused files go to ``failures.csv`` (code and reason)
 and never stop the batch.  Under ``torchrun`` (RANK / WORLD_SIZE set) studies are sharded
 by rank; every rank writes its own study files and ``failures-rank<R>.csv``, and rank 0
@@ -126,10 +126,11 @@ def _identity(batch: list[_Item]) -> list[_Item]:
     return batch
 
 
-def _weights_key(identity: dict[str, Any]) -> tuple[str | None, str | None]:
-    """What makes a result stale: the detection model's weights and the margin head's."""
-    head = identity.get("margin_head")
-    return identity.get("weights_sha256"), head.get("weights_sha256") if isinstance(head, dict) else None
+def _weights_key(identity: dict[str, Any]) -> tuple[str | None, ...]:
+    """What makes a result stale: the detection model's weights, and the heads' weights and cards."""
+    heads = [identity.get(name) for name in ("margin_head", "site_head")]
+    return (identity.get("weights_sha256"), *(
+        f"{h.get('weights_sha256')}/{h.get('card_sha256')}" if isinstance(h, dict) else None for h in heads))
 
 
 def _done_studies(out_dir: Path, identity: dict[str, Any]) -> set[str]:

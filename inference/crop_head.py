@@ -91,6 +91,8 @@ class HeadCard:
     at which the named site is reported instead of the generic one."""
     classes_by_body_part: dict[str, list[str]] = field(default_factory=dict)
     """site: the classes a normalised body part can hold (the softmax runs over those only)."""
+    calibration: dict[str, float] = field(default_factory=dict)
+    """margin: Platt scaling fitted on validation, probability = sigmoid(scale * logit + offset)."""
     training: dict[str, Any] = field(default_factory=dict)
     validation: dict[str, Any] = field(default_factory=dict)
     intended_use: str = ""
@@ -111,6 +113,7 @@ class HeadCard:
                        threshold=float(data["threshold"]),
                        classes_by_body_part={str(k): [str(c) for c in v]
                                              for k, v in dict(data.get("classes_by_body_part", {})).items()},
+                       calibration={str(k): float(v) for k, v in dict(data.get("calibration", {})).items()},
                        training=dict(data.get("training", {})), validation=dict(data.get("validation", {})),
                        intended_use=str(data.get("intended_use", "")))
         except (KeyError, TypeError, ValueError) as exc:
@@ -137,6 +140,7 @@ class CropHead:
             raise ModelIntegrityError(f"head card is for task {self.card.task!r}, expected {self.task!r}",
                                       path=card_path)
         self.weights_sha256 = sha256_file(weights)
+        self.card_sha256 = sha256_file(card_path)
         expected = card_data.get("weights_sha256")
         if expected and expected != self.weights_sha256:
             raise ModelIntegrityError(f"head weights sha256 {self.weights_sha256} does not match the card's "
@@ -150,7 +154,9 @@ class CropHead:
 
     @property
     def identity(self) -> dict[str, str]:
-        return {"name": self.card.name, "version": self.card.version, "weights_sha256": self.weights_sha256}
+        """Name, version and the sha256 of weights and card (threshold and calibration change results too)."""
+        return {"name": self.card.name, "version": self.card.version, "weights_sha256": self.weights_sha256,
+                "card_sha256": self.card_sha256}
 
     def crop(self, image: np.ndarray, centroid_px: tuple[float, float],
              spacing_mm: tuple[float, float]) -> np.ndarray:

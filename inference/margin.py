@@ -28,7 +28,10 @@ class MarginHead(CropHead):
 
     def probability_ill_defined(self, image: np.ndarray, centroid_px: tuple[float, float],
                                 spacing_mm: tuple[float, float]) -> float:
-        return float(torch.sigmoid(self.logits(self.crop(image, centroid_px, spacing_mm))))
+        """Calibrated (the card's Platt scaling, where it has one) probability of an ill-defined margin."""
+        logit = float(self.logits(self.crop(image, centroid_px, spacing_mm)))
+        scale, offset = self.card.calibration.get("scale", 1.0), self.card.calibration.get("offset", 0.0)
+        return float(torch.sigmoid(torch.tensor(scale * logit + offset)))
 
     def margin(self, probability_ill_defined: float) -> Margin:
         return Margin.ILL_DEFINED if probability_ill_defined >= self.card.threshold else Margin.WELL_DEFINED

@@ -2,7 +2,8 @@
 
 A lesion's label is its annotation's ``margin`` (``well_defined`` / ``ill_defined``) where given, else
 what its simulated HADD ``variant`` implies (formative/resting: well defined; resorptive: ill defined).
-The threshold balances the two classes' accuracy on the validation manifest (Youden's J).
+Training weights the classes to balance, so the raw outputs are Platt-scaled on the validation manifest
+(``fit_platt``) to be probabilities; the threshold balances the two classes' accuracy there (Youden's J).
 """
 
 from __future__ import annotations
@@ -13,7 +14,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from sklearn.metrics import roc_auc_score, roc_curve
+from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import brier_score_loss, roc_auc_score, roc_curve
 
 from calcdx.datasets.manifest import ManifestRow
 from calcdx.inference.crop_head import HeadCard
@@ -52,11 +54,20 @@ def margin_metrics(labels: np.ndarray, probabilities: np.ndarray, threshold: flo
     return {"auroc": round(float(roc_auc_score(labels, probabilities)), 4) if both else float("nan"),
             "balanced_accuracy": round((ill_right + well_right) / 2, 4), "ill_defined_accuracy": round(ill_right, 4),
             "well_defined_accuracy": round(well_right, 4), "ill_defined": int(ill.sum()),
-            "well_defined": int((~ill).sum())}
+            "well_defined": int((~ill).sum()), "brier": round(float(brier_score_loss(ill, probabilities)), 4)}
 
 
-def probabilities_ill_defined(net: Any, crops: np.ndarray) -> np.ndarray:
-    return 1.0 / (1.0 + np.exp(-outputs(net, crops)))
+def fit_platt(logits: np.ndarray, labels: np.ndarray) -> dict[str, float]:
+    """Platt scaling of ``logits`` to ``labels`` (1: ill defined): training weighted the classes to balance,
+    so raw sigmoids overstate "ill defined"; the fitted scale and offset make them probabilities."""
+    model = LogisticRegression(C=1e6, max_iter=1000).fit(np.asarray(logits, np.float64)[:, None], labels >= 0.5)
+    return {"scale": round(float(model.coef_[0, 0]), 6), "offset": round(float(model.intercept_[0]), 6)}
+
+
+def probabilities_ill_defined(net: Any, crops: np.ndarray, calibration: dict[str, float] | None = None) -> np.ndarray:
+    """Probability of "ill defined" per crop (calibrated with ``calibration``, see ``fit_platt``)."""
+    cal = calibration or {}
+    return 1.0 / (1.0 + np.exp(-(cal.get("scale", 1.0) * outputs(net, crops) + cal.get("offset", 0.0))))
 
 
 def train_margin_head(train_rows: Sequence[ManifestRow], val_rows: Sequence[ManifestRow], out_dir: str | Path, *,
@@ -69,13 +80,15 @@ def train_margin_head(train_rows: Sequence[ManifestRow], val_rows: Sequence[Mani
                                                crop_spacing_mm=CROP_SPACING_MM, per_lesion=per_lesion, seed=seed,
                                                log=log)
     net = train_crop_net(train, 1, any_orientation=True, epochs=epochs, width=width, seed=seed, log=log)
-    probabilities = probabilities_ill_defined(net, val.crops)
+    calibration = fit_platt(outputs(net, val.crops), val.labels)
+    probabilities = probabilities_ill_defined(net, val.crops, calibration)
     threshold = balanced_threshold(val.labels, probabilities)
     metrics = {"crops": margin_metrics(val.labels, probabilities, threshold),
                "centred_crops": margin_metrics(val.labels[::per_lesion], probabilities[::per_lesion], threshold),
                "lesions": val.lesions}
     card = HeadCard(name="calcdx-hadd-margin", version="1", task="margin", width=width, field_mm=FIELD_MM,
                     crop_spacing_mm=CROP_SPACING_MM, classes=["ill_defined"], threshold=round(threshold, 6),
+                    calibration=calibration,
                     training=card_training(train, epochs, seed, provenance), validation=metrics,
                     intended_use="The margin (well / ill defined) of HADD findings; trained and validated on "
                                  "the calcdx simulator only. Research software, not a medical device.")
