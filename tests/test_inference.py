@@ -458,6 +458,10 @@ def test_score_matches_the_batch_findings_to_the_examples_ground_truth(batch: Pa
     assert "tumoral_calcinosis" in result.stdout
     report = json.loads((out / "findings_report.json").read_text())
     assert report["n_images"] == 14 and report["images_missing"] == 11 and report["images_not_analyzed"] == 0
+    tumoral = report["per_pattern"]["tumoral_calcinosis"]["possible"]["sensitivity_by_body_part"]
+    body_of_img4 = next(r["body_part"] for r in csv.DictReader((EXAMPLES / "manifest.csv").open())
+                        if r["path"] == "img000004.dcm")
+    assert tumoral[body_of_img4] > 0  # found there (the missing images count as misses in their regions)
     lesions = list(csv.DictReader((out / "lesions.csv").open()))
     found = {(r["image"], r["pattern"]) for r in lesions if r["detected_at"] == "definite"}
     assert {("img000004.dcm", "tumoral_calcinosis"), ("img000010.dcm", "cppd")} <= found

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -119,6 +119,7 @@ class ScoredLesion:
     truth_count: int | None
     found_count: int | None
     image_status: str  # "analyzed", "not_analyzed" or "missing" (no result for the image)
+    body_part: str | None = None  # the manifest row's
 
 
 def _widened(box: Sequence[float], pad_rows: float, pad_cols: float) -> tuple[float, float, float, float]:
@@ -245,12 +246,12 @@ def score_results(results_dir: str | Path, rows: Iterable[ManifestRow], *,
         statuses[name] = "missing" if record is None else str(record.get("status"))
         if statuses[name] != "analyzed":
             _, missed = score_image(name, [], truth, (1.0, 1.0), tolerance_mm=tolerance_mm, status=statuses[name])
-            lesions.extend(missed)
+            lesions.extend(replace(les, body_part=row.body_part) for les in missed)
             continue
         spacing = tuple(float(v) for v in record["pixel_spacing_mm"])
         got_findings, got_lesions = score_image(name, record["findings"], truth, spacing, tolerance_mm=tolerance_mm)
         findings.extend(got_findings)
-        lesions.extend(got_lesions)
+        lesions.extend(replace(les, body_part=row.body_part) for les in got_lesions)
     if not statuses:
         raise ManifestError("no row of the manifest has an 'annotations' file: nothing to score findings against")
     return findings, lesions, statuses
@@ -294,6 +295,10 @@ def _pattern_summary(pattern: str, findings: Sequence[ScoredFinding], lesions: S
             for les in mine:
                 by_visibility.setdefault(les.visibility or "unknown", []).append(_at(level, les.detected_at))
             out[level]["sensitivity_by_visibility"] = {k: _fraction(v) for k, v in sorted(by_visibility.items())}
+            by_body_part: dict[str, list[bool]] = {}
+            for les in mine:
+                by_body_part.setdefault(les.body_part or "unknown", []).append(_at(level, les.detected_at))
+            out[level]["sensitivity_by_body_part"] = {k: _fraction(v) for k, v in sorted(by_body_part.items())}
     hits = [les for les in mine if les.detected_at is not None]
     long_pairs = [(les.found_long_mm, les.truth_long_mm) for les in hits
                   if les.found_long_mm is not None and les.truth_long_mm]
