@@ -101,7 +101,7 @@ def test_train_head_cli_writes_heads_that_predict_uses(hadd_sets: tuple[Path, Pa
         assert result.returncode == 0, result.stderr
         assert "validation (" in result.stdout
         cards[task] = json.loads((model / folder / "head_card.json").read_text())
-        assert cards[task]["task"] == task and cards[task]["training"]["manifest_sha256"]
+        assert cards[task]["task"] == task and cards[task]["training"]["manifests"][0]["sha256"]
     by_body_part = cards["site"]["classes_by_body_part"]
     assert set(by_body_part["shoulder"]) <= {"supraspinatus tendon", "infraspinatus tendon", "subscapularis tendon"}
     assert all(set(v) <= set(cards["site"]["classes"]) for v in by_body_part.values())

@@ -12,7 +12,7 @@ def register(subparsers: Any) -> None:
         description="Trains one of the small CNNs that read a field of the source image around a HADD finding: "
                     "'margin' (well defined: formative or resting phase; ill defined: resorptive; label: the "
                     "annotation's 'margin', else what its simulated 'variant' implies) or 'site' (the tendon; "
-                    "label: the annotation's 'site'). The threshold is chosen on the validation manifest. "
+                    "label: the annotation's 'site'). The threshold is chosen on the validation manifests. "
                     "'calcdx predict' uses the folder written (model.safetensors + head_card.json) when it is "
                     "placed as margin_head/ or site_head/ inside a model folder.",
         epilog="example:\n  calcdx simulate --n 2400 --patterns hadd --seed 6001 --workers 2 --out hadd_train/\n"
@@ -22,8 +22,9 @@ def register(subparsers: Any) -> None:
                "  calcdx train-head site hadd_train/manifest.csv --val hadd_val/manifest.csv --out my_model/site_head",
         formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("task", choices=("margin", "site"), help="which head")
-    parser.add_argument("manifest", help="training manifest CSV whose rows have an 'annotations' file")
-    parser.add_argument("--val", required=True, metavar="MANIFEST", help="validation manifest (other patients)")
+    parser.add_argument("manifest", nargs="+", help="training manifest CSVs whose rows have an 'annotations' file")
+    parser.add_argument("--val", required=True, nargs="+", metavar="MANIFEST",
+                        help="validation manifests (other patients)")
     parser.add_argument("--out", required=True, help="output folder")
     parser.add_argument("--epochs", type=int, default=20)
     parser.add_argument("--width", type=int, default=8, help="channels of the first stage (default 8)")
@@ -39,13 +40,14 @@ def run(args: argparse.Namespace) -> int:
 
     if args.epochs < 1 or args.width < 1 or args.crops_per_lesion < 1:
         raise ConfigError("--epochs, --width and --crops-per-lesion must be 1 or more")
-    train_rows, val_rows = read_manifest(args.manifest), read_manifest(args.val)
+    train_rows = [row for path in args.manifest for row in read_manifest(path)]
+    val_rows = [row for path in args.val for row in read_manifest(path)]
     shared = sorted({r.patient_id for r in train_rows} & {r.patient_id for r in val_rows})
     if shared:
         raise ConfigError(f"{len(shared)} patients are in both manifests (e.g. {shared[0]}): the validation "
                           "patients must be others")
-    provenance = {"manifest": str(args.manifest), "manifest_sha256": manifest_sha256(args.manifest),
-                  "val_manifest": str(args.val), "val_manifest_sha256": manifest_sha256(args.val)}
+    provenance = {"manifests": [{"path": str(p), "sha256": manifest_sha256(p)} for p in args.manifest],
+                  "val_manifests": [{"path": str(p), "sha256": manifest_sha256(p)} for p in args.val]}
     kw = {"epochs": args.epochs, "width": args.width, "seed": args.seed, "per_lesion": args.crops_per_lesion,
           "provenance": provenance, "log": print}
     if args.task == "margin":
