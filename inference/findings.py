@@ -5,10 +5,11 @@ threshold, connected regions of the map above that threshold become candidate fi
 Each region is measured on the *source* image: inside its box, pixels that stand out
 from a smoothed local background are the deposit; their principal axes give long and
 short axis (mm), their mean minus a surrounding ring the relative density, the edge
-gradient the margin (for HADD the learned margin head's, ``calcdx.inference.margin``, where one is
-given), and their separate pieces the count.  Location class and site are
+gradient the margin, and their separate pieces the count.  Location class and site are
 the pattern's typical compartment for the body part (the model does not segment
 anatomy); the finding says so in ``site`` only where the body part makes it specific.
+For HADD, two learned heads (``calcdx.inference.margin``, ``calcdx.inference.site``), where
+given, read the margin and name the tendon from a field of the source image around the deposit.
 """
 
 from __future__ import annotations
