@@ -18,6 +18,18 @@ COLOURS = {OperatingPoint.DEFINITE: (255, 64, 64), OperatingPoint.POSSIBLE: (255
 MAX_SIDE = 1600
 
 
+def finding_label(number: int, f: Finding) -> str:
+    """The text beside a finding's box: pattern, probability, operating point and size, and where the
+    HADD heads gave them, the tendon and the margin."""
+    label = (f"{number}. {PATTERN_DISPLAY[f.pattern]} {f.probability:.2f} ({f.operating_point.value}) "
+             f"{f.long_axis_mm:.0f}x{f.short_axis_mm:.0f} mm")
+    if f.site_probability is not None and f.site:
+        label += f", {f.site}"
+    if f.margin_probability is not None:
+        label += f", {f.margin.value.replace('_', ' ')}"
+    return label
+
+
 def render_overlay(radiograph: Radiograph, findings: list[Finding], banner: str = "") -> Image.Image:
     """RGB picture of the image (down-scaled to ``MAX_SIDE``) with outlined, labelled findings."""
     grey = (np.clip(radiograph.image, 0, 1) * 255).astype(np.uint8)
@@ -33,8 +45,7 @@ def render_overlay(radiograph: Radiograph, findings: list[Finding], banner: str 
         pad = 4
         colour = COLOURS[f.operating_point]
         draw.rectangle([c0 - pad, r0 - pad, c1 + pad, r1 + pad], outline=colour, width=max(2, img.width // 400))
-        label = (f"{k}. {PATTERN_DISPLAY[f.pattern]} {f.probability:.2f} ({f.operating_point.value}) "
-                 f"{f.long_axis_mm:.0f}x{f.short_axis_mm:.0f} mm")
+        label = finding_label(k, f)
         y = max(0, r0 - pad - font.size - 4)
         draw.text((c0, y), label, fill=colour, font=font, stroke_width=2, stroke_fill=(0, 0, 0))
     text = banner or "calcdx — research software, not a medical device"

@@ -11,6 +11,7 @@ import socket
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from importlib.resources import files
 from pathlib import Path
 
@@ -25,6 +26,7 @@ from calcdx.datasets.radiograph import Radiograph, SpacingSource
 from calcdx.findings import Finding, Margin
 from calcdx.inference import Predictor
 from calcdx.inference.findings import measure
+from calcdx.inference.overlay import finding_label
 from calcdx.inference.sr import build_sr, referenced_uids, site_concept
 from calcdx.taxonomy import PATTERN_CODES, LocationClass, Pattern
 from tests.reader_fixtures import sample_file
@@ -126,6 +128,14 @@ def _finding(pattern: Pattern, box: tuple[int, int, int, int], site: str | None 
         location_class=LocationClass.TENDON,
         pixel_spacing_mm=(0.2, 0.2),
     )
+
+
+def test_overlay_label_names_the_tendon_and_margin_the_heads_gave() -> None:
+    plain = _finding(Pattern.TUMORAL_CALCINOSIS, (300, 300, 400, 420), site="periarticular")
+    assert finding_label(2, plain).startswith("2. ") and finding_label(2, plain).endswith("10x4 mm")
+    hadd = replace(_finding(Pattern.HADD, (100, 120, 140, 170), site="supraspinatus tendon"),
+                   site_probability=0.99, margin_probability=0.1)
+    assert finding_label(1, hadd).endswith("10x4 mm, supraspinatus tendon, well defined")
 
 
 def test_sr_has_one_group_per_finding_with_codes_and_measurements(tmp_path: Path) -> None:
