@@ -48,7 +48,7 @@ def render_overlay(radiograph: Radiograph, findings: list[Finding], banner: str 
         label = finding_label(k, f)
         y = max(0, r0 - pad - font.size - 4)
         draw.text((c0, y), label, fill=colour, font=font, stroke_width=2, stroke_fill=(0, 0, 0))
-    text = banner or "calcdx — research software, not a medical device"
+    text = banner or "calcdx: research software, not a medical device"  # the default font has no dash glyph
     draw.text((8, img.height - font.size - 8), text, fill=(255, 255, 255), font=font, stroke_width=2,
               stroke_fill=(0, 0, 0))
     return img
