@@ -40,8 +40,8 @@ logger = logging.getLogger(__name__)
 
 FAILURE_COLUMNS = ("path", "study_instance_uid", "code", "reason")
 SUMMARY_COLUMNS = ("study_instance_uid", "sop_instance_uid", "frame", "source", "status", "pattern", "probability",
-                   "operating_point", "long_axis_mm", "short_axis_mm", "margin", "location_class", "site",
-                   "top_differential", "model_version", "reason")
+                   "operating_point", "long_axis_mm", "short_axis_mm", "margin", "margin_probability",
+                   "location_class", "site", "site_probability", "top_differential", "model_version", "reason")
 
 
 @dataclass
@@ -174,7 +174,8 @@ def summary_rows(study_json: Path) -> Iterator[dict[str, Any]]:
             yield {**base, "pattern": f["pattern"], "probability": f["probability"],
                    "operating_point": f["operating_point"], "long_axis_mm": f["long_axis_mm"],
                    "short_axis_mm": f["short_axis_mm"], "margin": f["margin"], "location_class": f["location_class"],
-                   "site": f.get("site") or "", "top_differential": ranking[0].get("name", "")}
+                   "site": f.get("site") or "", "top_differential": ranking[0].get("name", ""),
+                   **{key: "" if f.get(key) is None else f[key] for key in ("margin_probability", "site_probability")}}
 
 
 def merge_outputs(out_dir: Path) -> tuple[Path, Path]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 import shutil
 import subprocess
@@ -127,6 +128,8 @@ def test_train_head_cli_writes_heads_that_predict_uses(hadd_sets: tuple[Path, Pa
             assert finding["site"] in cards["site"]["classes"]
             assert finding["site_probability"] >= cards["site"]["threshold"]
 
+    summary = [r for r in csv.DictReader((out / "summary.csv").open()) if r["pattern"] == "hadd"]
+    assert len(summary) == len(hadd) and all(0.0 <= float(r["margin_probability"]) <= 1.0 for r in summary)
     # results made with other heads are stale: a re-run with the shipped heads redoes every study
     assert _done_studies(out, predictor.identity) and not _done_studies(out, Predictor().identity)
 
