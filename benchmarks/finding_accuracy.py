@@ -21,31 +21,12 @@ import argparse
 import json
 import tempfile
 from pathlib import Path
-from typing import Any
 
-from calcdx.cli.score import format_table
+from calcdx.cli.score import format_table, measurement_lines
 from calcdx.datasets.manifest import read_manifest
 from calcdx.datasets.simulator import simulate_dataset
 from calcdx.inference import Predictor, run_batch
 from calcdx.training.finding_accuracy import score_results, summarise, write_tables
-
-
-def measurement_lines(report: dict[str, Any]) -> list[str]:
-    def q(entry: dict[str, Any]) -> str:
-        return "-" if entry["median"] is None else f"{entry['median']:.2f} ({entry['p90']:.2f})"
-
-    def share(value: float | None) -> str:
-        return "-" if value is None else f"{value:.2f}"
-
-    lines = [f"{'pattern':24s} {'long found/true':>16s} {'short found/true':>17s} {'centroid mm':>13s} "
-             f"{'margin':>6s} {'tendon named/right':>18s} {'location':>8s} {'count':>5s}"]
-    for name, p in report["per_pattern"].items():
-        m = p["measurement"]
-        lines.append(f"{name:24s} {q(m['long_axis_ratio']):>16s} {q(m['short_axis_ratio']):>17s} "
-                     f"{q(m['centroid_error_mm']):>13s} {share(m['margin_agreement']):>6s} "
-                     f"{share(m['site_named']) + ' / ' + share(m['site_agreement']):>18s} "
-                     f"{share(m['location_class_agreement']):>8s} {share(m['count_exact']):>5s}")
-    return lines
 
 
 def main() -> None:

@@ -46,6 +46,8 @@ def run(args: argparse.Namespace) -> int:
     (out / "findings_report.json").write_text(json.dumps(report, indent=1), encoding="utf-8")
     write_tables(out, findings, lesions)
     print(format_table(report))
+    print("median (90th percentile) over the lesions found at 'possible' or above; margin, tendon, location class "
+          "and count: share that agree\n" + "\n".join(measurement_lines(report)))
     print(f"report written to {out}")
     return 0
 
@@ -69,3 +71,22 @@ def format_table(report: dict[str, Any]) -> str:
                      f"{number(p['definite']['false_positives_per_image'], '.3f'):6s} "
                      f"{number(m['long_axis_ratio']['median']):>16s} {number(m['centroid_error_mm']['median']):>12s}")
     return "\n".join(lines)
+
+
+def measurement_lines(report: dict[str, Any]) -> list[str]:
+    """One line per pattern: size ratios, centroid error and the shares that agree (margin, tendon, ...)."""
+    def q(entry: dict[str, Any]) -> str:
+        return "-" if entry["median"] is None else f"{entry['median']:.2f} ({entry['p90']:.2f})"
+
+    def share(value: float | None) -> str:
+        return "-" if value is None else f"{value:.2f}"
+
+    lines = [f"{'pattern':24s} {'long found/true':>16s} {'short found/true':>17s} {'centroid mm':>13s} "
+             f"{'margin':>6s} {'tendon named/right':>18s} {'location':>8s} {'count':>5s}"]
+    for name, p in report["per_pattern"].items():
+        m = p["measurement"]
+        lines.append(f"{name:24s} {q(m['long_axis_ratio']):>16s} {q(m['short_axis_ratio']):>17s} "
+                     f"{q(m['centroid_error_mm']):>13s} {share(m['margin_agreement']):>6s} "
+                     f"{share(m['site_named']) + ' / ' + share(m['site_agreement']):>18s} "
+                     f"{share(m['location_class_agreement']):>8s} {share(m['count_exact']):>5s}")
+    return lines
