@@ -238,10 +238,10 @@ def extract_findings(radiograph: Radiograph, card: ModelCard, image_probabilitie
             m = measure(radiograph.image, box, radiograph.pixel_spacing_mm)
             margin_probability = None
             if margin_head is not None and pattern is Pattern.HADD:
-                margin_probability = margin_head.probability_ill_defined(radiograph.image, m.centroid_px,
-                                                                         radiograph.pixel_spacing_mm)
+                margin_probability = round(margin_head.probability_ill_defined(
+                    radiograph.image, m.centroid_px, radiograph.pixel_spacing_mm), 4)
+                # decided on the probability reported, so the result agrees with the card's threshold
                 m = replace(m, margin=margin_head.margin(margin_probability))
-                margin_probability = round(margin_probability, 4)
             site, site_probability = _SITE_BY_BODY_PART.get((pattern, body or "")), None
             if site_head is not None and pattern is Pattern.HADD:
                 named, p_site = site_head.site(site_head.site_probabilities(
