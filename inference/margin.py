@@ -9,7 +9,6 @@ HADD finding's margin comes from a ``CropNet`` with one logit that sees a 24 mm 
 from __future__ import annotations
 
 import numpy as np
-import torch
 
 from calcdx.findings import Margin
 from calcdx.inference.crop_head import CropHead
@@ -21,6 +20,12 @@ CROP_SPACING_MM = 0.25
 """Fine enough for a 0.8 mm edge blur, coarse enough to be quick."""
 
 
+def calibrated(logits: np.ndarray | float, calibration: dict[str, float]) -> np.ndarray:
+    """Probability of "ill defined" from raw logits with a card's Platt scaling (identity where it has none)."""
+    z = calibration.get("scale", 1.0) * np.asarray(logits, np.float64) + calibration.get("offset", 0.0)
+    return 1.0 / (1.0 + np.exp(-z))
+
+
 class MarginHead(CropHead):
     """The probability that a deposit's margin is ill defined (about 2.5 ms per finding on a CPU)."""
 
@@ -29,9 +34,7 @@ class MarginHead(CropHead):
     def probability_ill_defined(self, image: np.ndarray, centroid_px: tuple[float, float],
                                 spacing_mm: tuple[float, float]) -> float:
         """Calibrated (the card's Platt scaling, where it has one) probability of an ill-defined margin."""
-        logit = float(self.logits(self.crop(image, centroid_px, spacing_mm)))
-        scale, offset = self.card.calibration.get("scale", 1.0), self.card.calibration.get("offset", 0.0)
-        return float(torch.sigmoid(torch.tensor(scale * logit + offset)))
+        return float(calibrated(float(self.logits(self.crop(image, centroid_px, spacing_mm))), self.card.calibration))
 
     def margin(self, probability_ill_defined: float) -> Margin:
         return Margin.ILL_DEFINED if probability_ill_defined >= self.card.threshold else Margin.WELL_DEFINED

@@ -10,7 +10,6 @@ keeps the generic site of the body part (e.g. "rotator cuff tendon").
 from __future__ import annotations
 
 import numpy as np
-import torch
 
 from calcdx.inference.crop_head import CropHead
 
@@ -18,6 +17,24 @@ SITE_HEAD_DIR = "site_head"
 FIELD_MM = 80.0
 """Side of the field the site head sees: the deposit and the bone landmarks that place it."""
 CROP_SPACING_MM = 0.625
+
+
+def allowed_mask(classes: list[str], by_body_part: dict[str, list[str]], body_parts: tuple[str, ...]) -> np.ndarray:
+    """[N, K] True where class k is possible for crop n's body part (every class for an unknown one)."""
+    mask = np.ones((len(body_parts), len(classes)), bool)
+    for n, body in enumerate(body_parts):
+        allowed = by_body_part.get(body)
+        if allowed:
+            mask[n] = [c in allowed for c in classes]
+    return mask
+
+
+def masked_softmax(logits: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """Row-wise softmax of ``logits`` [N, K] over the ``mask``ed classes (zero elsewhere)."""
+    z = np.where(mask, np.asarray(logits, np.float64), -np.inf)
+    z -= z.max(1, keepdims=True)
+    p = np.exp(z)
+    return p / p.sum(1, keepdims=True)
 
 
 class SiteHead(CropHead):
@@ -29,10 +46,10 @@ class SiteHead(CropHead):
                            spacing_mm: tuple[float, float], body_part: str | None) -> dict[str, float]:
         """Probability of each tendon that ``body_part`` (normalised) can hold; every tendon if unknown."""
         classes = self.card.classes
-        allowed = self.card.classes_by_body_part.get(body_part or "") or classes
-        index = [classes.index(c) for c in allowed if c in classes]
-        logits = self.logits(self.crop(image, centroid_px, spacing_mm))[index]
-        return dict(zip([classes[i] for i in index], torch.softmax(logits, 0).tolist(), strict=True))
+        mask = allowed_mask(classes, self.card.classes_by_body_part, (body_part or "",))
+        logits = self.logits(self.crop(image, centroid_px, spacing_mm)).numpy()[None]
+        p = masked_softmax(logits, mask)[0]
+        return {c: float(p[k]) for k, c in enumerate(classes) if mask[0, k]}
 
     def site(self, probabilities: dict[str, float]) -> tuple[str | None, float | None]:
         """The most probable tendon and its probability, or (None, None) below the card's threshold."""

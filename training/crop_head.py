@@ -119,16 +119,6 @@ def outputs(net: nn.Module, crops: np.ndarray, batch_size: int = 256) -> np.ndar
     return np.concatenate(out) if out else np.zeros(0, np.float32)
 
 
-def allowed_mask(classes: list[str], by_body_part: dict[str, list[str]], body_parts: tuple[str, ...]) -> np.ndarray:
-    """[N, K] True where class k is possible for crop n's body part (every class for an unknown one)."""
-    mask = np.ones((len(body_parts), len(classes)), bool)
-    for n, body in enumerate(body_parts):
-        allowed = by_body_part.get(body)
-        if allowed:
-            mask[n] = [c in allowed for c in classes]
-    return mask
-
-
 def train_crop_net(train: Crops, n_outputs: int, *, allowed: np.ndarray | None = None, any_orientation: bool,
                    epochs: int = 20, width: int = 8, batch_size: int = 64, lr: float = 2e-3, seed: int = 0,
                    log: Callable[[str], None] = logger.info) -> CropNet:

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Sequence
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -143,7 +143,8 @@ def _distance_mm(a: Sequence[float], b: Sequence[float], spacing_mm: Sequence[fl
 
 def score_image(image: str, findings: Sequence[dict[str, Any]], lesions: Sequence[TruthLesion],
                 spacing_mm: Sequence[float], *, tolerance_mm: float = DEFAULT_TOLERANCE_MM,
-                status: str = "analyzed") -> tuple[list[ScoredFinding], list[ScoredLesion]]:
+                status: str = "analyzed",
+                body_part: str | None = None) -> tuple[list[ScoredFinding], list[ScoredLesion]]:
     """Match one image's findings to its ground-truth lesions."""
     taken: dict[int, dict[str, Any]] = {}
     scored: list[ScoredFinding] = []
@@ -196,7 +197,8 @@ def score_image(image: str, findings: Sequence[dict[str, Any]], lesions: Sequenc
             site_named=None if hit is None or les.kind != "hadd" else hit.get("site_probability") is not None,
             site_agrees=None if hit is None or les.site is None or hit.get("site_probability") is None
             else hit.get("site") == les.site,
-            truth_count=les.count, found_count=None if hit is None else hit.get("count"), image_status=status))
+            truth_count=les.count, found_count=None if hit is None else hit.get("count"), image_status=status,
+            body_part=body_part))
     return scored, truth
 
 
@@ -245,13 +247,15 @@ def score_results(results_dir: str | Path, rows: Iterable[ManifestRow], *,
         name = row.path.name
         statuses[name] = "missing" if record is None else str(record.get("status"))
         if statuses[name] != "analyzed":
-            _, missed = score_image(name, [], truth, (1.0, 1.0), tolerance_mm=tolerance_mm, status=statuses[name])
-            lesions.extend(replace(les, body_part=row.body_part) for les in missed)
+            _, missed = score_image(name, [], truth, (1.0, 1.0), tolerance_mm=tolerance_mm, status=statuses[name],
+                                    body_part=row.body_part)
+            lesions.extend(missed)
             continue
         spacing = tuple(float(v) for v in record["pixel_spacing_mm"])
-        got_findings, got_lesions = score_image(name, record["findings"], truth, spacing, tolerance_mm=tolerance_mm)
+        got_findings, got_lesions = score_image(name, record["findings"], truth, spacing, tolerance_mm=tolerance_mm,
+                                                body_part=row.body_part)
         findings.extend(got_findings)
-        lesions.extend(replace(les, body_part=row.body_part) for les in got_lesions)
+        lesions.extend(got_lesions)
     if not statuses:
         raise ManifestError("no row of the manifest has an 'annotations' file: nothing to score findings against")
     return findings, lesions, statuses
@@ -291,14 +295,11 @@ def _pattern_summary(pattern: str, findings: Sequence[ScoredFinding], lesions: S
             "duplicates": sum(f.outcome == "duplicate" and _at(level, f.operating_point) for f in calls),
         }
         if level == "possible":
-            by_visibility: dict[str, list[bool]] = {}
-            for les in mine:
-                by_visibility.setdefault(les.visibility or "unknown", []).append(_at(level, les.detected_at))
-            out[level]["sensitivity_by_visibility"] = {k: _fraction(v) for k, v in sorted(by_visibility.items())}
-            by_body_part: dict[str, list[bool]] = {}
-            for les in mine:
-                by_body_part.setdefault(les.body_part or "unknown", []).append(_at(level, les.detected_at))
-            out[level]["sensitivity_by_body_part"] = {k: _fraction(v) for k, v in sorted(by_body_part.items())}
+            for attribute in ("visibility", "body_part"):
+                groups: dict[str, list[bool]] = {}
+                for les in mine:
+                    groups.setdefault(getattr(les, attribute) or "unknown", []).append(_at(level, les.detected_at))
+                out[level][f"sensitivity_by_{attribute}"] = {k: _fraction(v) for k, v in sorted(groups.items())}
     hits = [les for les in mine if les.detected_at is not None]
     long_pairs = [(les.found_long_mm, les.truth_long_mm) for les in hits
                   if les.found_long_mm is not None and les.truth_long_mm]

@@ -19,7 +19,7 @@ from sklearn.metrics import brier_score_loss, roc_auc_score, roc_curve
 
 from calcdx.datasets.manifest import ManifestRow
 from calcdx.inference.crop_head import HeadCard
-from calcdx.inference.margin import CROP_SPACING_MM, FIELD_MM
+from calcdx.inference.margin import CROP_SPACING_MM, FIELD_MM, calibrated
 from calcdx.training.crop_head import card_training, outputs, save_head, train_crop_net, training_and_validation_crops
 from calcdx.training.finding_accuracy import EXPECTED_MARGIN
 
@@ -66,8 +66,7 @@ def fit_platt(logits: np.ndarray, labels: np.ndarray) -> dict[str, float]:
 
 def probabilities_ill_defined(net: Any, crops: np.ndarray, calibration: dict[str, float] | None = None) -> np.ndarray:
     """Probability of "ill defined" per crop (calibrated with ``calibration``, see ``fit_platt``)."""
-    cal = calibration or {}
-    return 1.0 / (1.0 + np.exp(-(cal.get("scale", 1.0) * outputs(net, crops) + cal.get("offset", 0.0))))
+    return calibrated(outputs(net, crops), calibration or {})
 
 
 def train_margin_head(train_rows: Sequence[ManifestRow], val_rows: Sequence[ManifestRow], out_dir: str | Path, *,

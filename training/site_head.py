@@ -20,10 +20,9 @@ import numpy as np
 from calcdx.datasets.manifest import ManifestRow, load_annotations
 from calcdx.errors import CalcdxError
 from calcdx.inference.crop_head import HeadCard
-from calcdx.inference.site import CROP_SPACING_MM, FIELD_MM
+from calcdx.inference.site import CROP_SPACING_MM, FIELD_MM, allowed_mask, masked_softmax
 from calcdx.training.crop_head import (
     Crops,
-    allowed_mask,
     card_training,
     outputs,
     save_head,
@@ -59,10 +58,7 @@ def site_classes(rows: Sequence[ManifestRow]) -> list[str]:
 def site_probabilities(net: Any, crops: Crops, classes: list[str], by_body_part: dict[str, list[str]]) -> np.ndarray:
     """[N, K] probabilities over the classes each crop's body part can hold (zero elsewhere)."""
     logits = np.asarray(outputs(net, crops.crops), np.float64).reshape(len(crops.crops), len(classes))
-    logits = np.where(allowed_mask(classes, by_body_part, crops.body_parts), logits, -np.inf)
-    logits -= logits.max(1, keepdims=True)
-    p = np.exp(logits)
-    return p / p.sum(1, keepdims=True)
+    return masked_softmax(logits, allowed_mask(classes, by_body_part, crops.body_parts))
 
 
 def precision_threshold(right: np.ndarray, confidence: np.ndarray, target: float = TARGET_PRECISION) -> float:
