@@ -244,10 +244,12 @@ def extract_findings(radiograph: Radiograph, card: ModelCard, image_probabilitie
                 m = replace(m, margin=margin_head.margin(margin_probability))
             site, site_probability = _SITE_BY_BODY_PART.get((pattern, body or "")), None
             if site_head is not None and pattern is Pattern.HADD:
-                named, p_site = site_head.site(site_head.site_probabilities(
-                    radiograph.image, m.centroid_px, radiograph.pixel_spacing_mm, body))
+                tendons = site_head.site_probabilities(radiograph.image, m.centroid_px, radiograph.pixel_spacing_mm,
+                                                       body)
+                # named on the probabilities reported, so the result agrees with the card's threshold
+                named, p_site = site_head.site({name: round(p, 4) for name, p in tendons.items()})
                 if named is not None and p_site is not None:
-                    site, site_probability = named, round(p_site, 4)
+                    site, site_probability = named, p_site
             bbox_px, centroid_px = _on_source_grid(radiograph, m.bbox_px, m.centroid_px)
             findings.append(Finding(
                 pattern=pattern, probability=round(probability, 4), operating_point=op, bbox_px=bbox_px,
