@@ -29,8 +29,10 @@ class Radiograph:
         source: file path (or "<dataset>") the image was read from.
         frame_index: frame number for multi-frame files (0 for single frame).
         sop_instance_uid / series_instance_uid / study_instance_uid / sop_class_uid: identity.
-        modality, body_part, view_position, laterality, patient_age_years, patient_sex,
+        modality, body_part, view_position, laterality, patient_id, patient_age_years, patient_sex,
         manufacturer, presentation_intent: metadata, None when absent.
+        study_date: the study's date as ISO ``YYYY-MM-DD`` (Study Date, else Series, Acquisition or
+            Content Date), None when absent or not a valid date: what follow-up comparison orders by.
         transfer_syntax_uid: how the pixels were encoded.
         applied: human-readable steps the reader applied (LUTs, inversion, masking, ...).
         bits_stored, photometric_interpretation: as in the file.
@@ -53,6 +55,7 @@ class Radiograph:
     view_position: str | None = None
     laterality: str | None = None
     patient_id: str | None = None
+    study_date: str | None = None
     patient_age_years: float | None = None
     patient_sex: str | None = None
     manufacturer: str | None = None

@@ -204,6 +204,22 @@ def patient_age_years(ds: Dataset) -> float | None:
     return {"Y": n, "M": n / 12, "W": n / 52.1775, "D": n / 365.25}[unit]
 
 
+DATE_KEYWORDS: tuple[str, ...] = ("StudyDate", "SeriesDate", "AcquisitionDate", "ContentDate")
+
+
+def study_date(ds: Dataset) -> str | None:
+    """The first valid DA of ``DATE_KEYWORDS`` as ISO ``YYYY-MM-DD``, else None (also for "00000000")."""
+    import datetime as dt
+
+    for keyword in DATE_KEYWORDS:
+        text = _text(ds, keyword) or ""
+        try:
+            return dt.datetime.strptime(text[:8], "%Y%m%d").date().isoformat()
+        except ValueError:  # empty, "00000000", or not a date
+            continue
+    return None
+
+
 def _text(ds: Dataset, keyword: str) -> str | None:
     try:
         value = ds.get(keyword)
@@ -327,6 +343,7 @@ def _read(ds: Dataset, source: str, *, default_spacing_mm: float | None, voi: st
         "view_position": _text(ds, "ViewPosition"),
         "laterality": _text(ds, "ImageLaterality") or _text(ds, "Laterality"),
         "patient_id": _text(ds, "PatientID"),
+        "study_date": study_date(ds),
         "patient_age_years": patient_age_years(ds),
         "patient_sex": sex.upper() if sex and sex.upper() in {"M", "F", "O"} else None,
         "manufacturer": _text(ds, "Manufacturer"),

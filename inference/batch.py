@@ -32,6 +32,7 @@ from calcdx.datasets.discovery import Instance, discover
 from calcdx.datasets.radiograph import Radiograph
 from calcdx.datasets.reader import read_radiographs
 from calcdx.errors import CalcdxError
+from calcdx.inference.followup import compare_patients, write_followup
 from calcdx.inference.predictor import ImageResult, Predictor, preprocessing_percentiles
 from calcdx.inference.study import atomic_write_text, finalize_study, safe_name
 from calcdx.models.apply import GridResult
@@ -128,7 +129,7 @@ def _identity(batch: list[_Item]) -> list[_Item]:
 
 def _weights_key(identity: dict[str, Any]) -> tuple[str | None, ...]:
     """What makes a result stale: the detection model's weights, and the heads' weights and cards."""
-    heads = [identity.get(name) for name in ("margin_head", "site_head")]
+    heads = [identity.get(name) for name in ("margin_head", "site_head", "extent_head")]
     return (identity.get("weights_sha256"), *(
         f"{h.get('weights_sha256')}/{h.get('card_sha256')}" if isinstance(h, dict) else None for h in heads))
 
@@ -159,9 +160,8 @@ def _write_csv(path: Path, columns: Sequence[str], rows: list[dict[str, Any]]) -
     tmp.replace(path)
 
 
-def summary_rows(study_json: Path) -> Iterator[dict[str, Any]]:
+def summary_rows(data: dict[str, Any]) -> Iterator[dict[str, Any]]:
     """CSV rows (one per finding, or one per image without findings) of one study result."""
-    data = json.loads(study_json.read_text(encoding="utf-8"))
     version = data.get("model", {}).get("version")
     for image in data.get("images", []):
         base = {"study_instance_uid": data.get("study_instance_uid"), "sop_instance_uid": image["sop_instance_uid"],
@@ -179,17 +179,26 @@ def summary_rows(study_json: Path) -> Iterator[dict[str, Any]]:
 
 
 def merge_outputs(out_dir: Path) -> tuple[Path, Path]:
-    """(Re)build ``summary.csv`` from every study JSON and ``failures.csv`` from the rank files."""
+    """(Re)build ``summary.csv`` from every study JSON and ``failures.csv`` from the rank files; where
+    the folder holds two dated studies of one patient, ``followup.json`` and ``followup.csv`` too
+    (``calcdx.inference.followup``)."""
     rows = []
+    results = []
     for path in sorted(out_dir.glob("*.json")):
-        if path.name.startswith("."):
+        if path.name.startswith(".") or path.name == "followup.json":
             continue
         try:
-            rows.extend(summary_rows(path))
-        except (OSError, json.JSONDecodeError, KeyError) as exc:
+            data = json.loads(path.read_text(encoding="utf-8"))
+            rows.extend(summary_rows(data))
+        except (OSError, json.JSONDecodeError, KeyError, TypeError, AttributeError) as exc:
             logger.warning("%s: not a study result (%s)", path, exc)
+            continue
+        results.append(data)
     summary = out_dir / "summary.csv"
     _write_csv(summary, SUMMARY_COLUMNS, rows)
+    changes = compare_patients(results)
+    if changes:
+        write_followup(changes, out_dir)
     failures: dict[str, dict[str, Any]] = {}
     for path in sorted(out_dir.glob("failures-rank*.csv")):
         with open(path, newline="", encoding="utf-8") as fh:

@@ -33,6 +33,14 @@ def field_crop(image: np.ndarray, centroid_px: tuple[float, float], spacing_mm: 
                field_mm: float, size: int) -> np.ndarray:
     """The ``field_mm`` square of ``image`` centred on ``centroid_px`` (row, col), resampled to ``size``
     pixels per side and normalised (median 0, 1st-99th percentile span 1); edges replicate outside."""
+    crop = field_resample(image, centroid_px, spacing_mm, field_mm, size)
+    low, mid, high = np.percentile(crop, (1.0, 50.0, 99.0))
+    return ((crop - mid) / max(float(high - low), 1e-4)).astype(np.float32)
+
+
+def field_resample(image: np.ndarray, centroid_px: tuple[float, float], spacing_mm: tuple[float, float],
+                   field_mm: float, size: int) -> np.ndarray:
+    """``field_crop`` without the normalisation (float32): also what crops a lesion's mask alike."""
     half_rows = max(1, round(field_mm / 2 / spacing_mm[0]))
     half_cols = max(1, round(field_mm / 2 / spacing_mm[1]))
     row, col = round(centroid_px[0]), round(centroid_px[1])
@@ -45,9 +53,7 @@ def field_crop(image: np.ndarray, centroid_px: tuple[float, float], spacing_mm: 
     if any(p for pair in pads for p in pair):
         window = np.pad(window, pads, mode="edge")
     shrinking = window.shape[0] >= size and window.shape[1] >= size
-    crop = cv2.resize(window, (size, size), interpolation=cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR)
-    low, mid, high = np.percentile(crop, (1.0, 50.0, 99.0))
-    return ((crop - mid) / max(float(high - low), 1e-4)).astype(np.float32)
+    return cv2.resize(window, (size, size), interpolation=cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR)
 
 
 class CropNet(nn.Module):
@@ -80,7 +86,7 @@ class HeadCard:
 
     name: str
     version: str
-    task: str  # "margin" or "site"
+    task: str  # "margin", "site" or "extent"
     width: int
     field_mm: float
     crop_spacing_mm: float
@@ -88,7 +94,8 @@ class HeadCard:
     """Output labels in order (margin: ["ill_defined"], one logit)."""
     threshold: float
     """margin: probability of "ill defined" at or above which it is reported; site: the least probability
-    at which the named site is reported instead of the generic one."""
+    at which the named site is reported instead of the generic one; extent: the probability at or above
+    which a pixel of the field belongs to the deposit."""
     classes_by_body_part: dict[str, list[str]] = field(default_factory=dict)
     """site: the classes a normalised body part can hold (the softmax runs over those only)."""
     calibration: dict[str, float] = field(default_factory=dict)
@@ -145,12 +152,16 @@ class CropHead:
         if expected and expected != self.weights_sha256:
             raise ModelIntegrityError(f"head weights sha256 {self.weights_sha256} does not match the card's "
                                       f"{expected}", path=weights)
-        self.net = CropNet(self.card.width, len(self.card.classes))
+        self.net = self.build_net()
         try:
             self.net.load_state_dict(load_file(str(weights)))
         except (RuntimeError, OSError) as exc:
             raise ModelIntegrityError(f"head weights do not fit the card: {exc}", path=weights) from exc
         self.net.eval()
+
+    def build_net(self) -> nn.Module:
+        """The network the card describes (a ``CropNet``; a head of another shape overrides this)."""
+        return CropNet(self.card.width, len(self.card.classes))
 
     @property
     def identity(self) -> dict[str, str]:

@@ -25,9 +25,11 @@ from calcdx.findings import Finding, Margin, Morphology, OperatingPoint
 from calcdx.gaussian import gaussian_blur, gaussian_gradient_magnitude
 from calcdx.models.card import ModelCard
 from calcdx.morphology import binary_dilation, binary_erosion, binary_opening
+from calcdx.pieces import axes_mm, nearest_label
 from calcdx.taxonomy import LocationClass, Pattern
 
 if TYPE_CHECKING:
+    from calcdx.inference.extent import ExtentHead
     from calcdx.inference.margin import MarginHead
     from calcdx.inference.site import SiteHead
 
@@ -113,15 +115,7 @@ def measure(image: np.ndarray, box: tuple[int, int, int, int], spacing: tuple[fl
     sizes = np.bincount(labels.ravel(), minlength=n + 1)[1:]  # pixels per deposit
     count = int((sizes >= max(3, 0.05 * sizes.max())).sum()) if n else 1
     rows, cols = np.nonzero(deposit)
-    pts = np.stack([rows * spacing[0], cols * spacing[1]], 1).astype(np.float64)
-    if len(pts) >= 3:
-        centred = pts - pts.mean(0)
-        _, vecs = np.linalg.eigh(np.cov(centred.T))
-        proj = centred @ vecs
-        ext = proj.max(0) - proj.min(0) + min(spacing)
-        long_mm, short_mm = float(ext.max()), float(ext.min())
-    else:
-        long_mm = short_mm = float(min(spacing))
+    long_mm, short_mm = axes_mm(deposit, spacing)
     ring = binary_dilation(deposit, iterations=3) & ~deposit
     density = float(patch[deposit].mean() - (patch[ring].mean() if ring.any() else patch.mean()))
     return Measured(long_mm=long_mm, short_mm=short_mm, area_mm2=float(deposit.sum() * spacing[0] * spacing[1]),
@@ -136,9 +130,7 @@ def _pieces_in_box(deposit: np.ndarray, box_edge: np.ndarray, centre: tuple[floa
     labels, n = ndimage.label(deposit)
     if n <= 1:
         return deposit
-    rows, cols = np.indices(deposit.shape)
-    distance = np.hypot(rows - centre[0], cols - centre[1])
-    nearest = 1 + int(np.argmin(ndimage.minimum(distance, labels, range(1, n + 1))))
+    nearest = nearest_label(labels, centre)  # as ndimage.minimum then argmin chose, without its per-label argsort
     cut = np.zeros(n + 1, bool)
     cut[np.unique(labels[box_edge & deposit])] = True
     cut[0] = False
@@ -198,11 +190,12 @@ def operating_point(card: ModelCard, pattern: str, probability: float) -> Operat
 
 def extract_findings(radiograph: Radiograph, card: ModelCard, image_probabilities: np.ndarray,
                      prob_maps: np.ndarray, grid_spacing_mm: float, *, margin_head: MarginHead | None = None,
-                     site_head: SiteHead | None = None) -> list[Finding]:
+                     site_head: SiteHead | None = None, extent_head: ExtentHead | None = None) -> list[Finding]:
     """Findings for one image from calibrated image probabilities [C] and maps [C, h, w].  With a
     ``margin_head``, a HADD finding's margin is the head's (else the edge measure's); with a
     ``site_head``, a HADD finding names its tendon where the head is sure enough (else the generic
-    site of the body part)."""
+    site of the body part); with an ``extent_head``, a HADD finding's long and short axis and area are
+    measured on the head's outline (else on ``measure``'s threshold)."""
     findings: list[Finding] = []
     scale = (card.stride * grid_spacing_mm / radiograph.pixel_spacing_mm[0],
              card.stride * grid_spacing_mm / radiograph.pixel_spacing_mm[1])
@@ -236,6 +229,10 @@ def extract_findings(radiograph: Radiograph, card: ModelCard, image_probabilitie
             if op is OperatingPoint.BELOW:  # decided before measuring: measuring is the costly part
                 continue
             m = measure(radiograph.image, box, radiograph.pixel_spacing_mm)
+            if extent_head is not None and pattern is Pattern.HADD:
+                outline = extent_head.extent(radiograph.image, m.centroid_px, radiograph.pixel_spacing_mm)
+                if outline is not None:
+                    m = replace(m, long_mm=outline.long_mm, short_mm=outline.short_mm, area_mm2=outline.area_mm2)
             margin_probability = None
             if margin_head is not None and pattern is Pattern.HADD:
                 margin_probability = round(margin_head.probability_ill_defined(

@@ -16,7 +16,8 @@ from calcdx.datasets.transforms import to_model_grid
 from calcdx.devices import resolve_device
 from calcdx.findings import Finding
 from calcdx.inference.crop_head import head_dir
-from calcdx.inference.findings import extract_findings
+from calcdx.inference.extent import EXTENT_HEAD_DIR, ExtentHead
+from calcdx.inference.findings import extract_findings, normalise_body_part
 from calcdx.inference.margin import MARGIN_HEAD_DIR, MarginHead
 from calcdx.inference.site import SITE_HEAD_DIR, SiteHead
 from calcdx.models import shipped_model_dir
@@ -91,6 +92,8 @@ class Predictor:
         margin_dir, site_dir = head_dir(self.model_dir, MARGIN_HEAD_DIR), head_dir(self.model_dir, SITE_HEAD_DIR)
         self.margin_head = MarginHead(margin_dir) if margin_dir.is_dir() else None
         self.site_head = SiteHead(site_dir) if site_dir.is_dir() else None
+        extent_dir = head_dir(self.model_dir, EXTENT_HEAD_DIR)
+        self.extent_head = ExtentHead(extent_dir) if extent_dir.is_dir() else None
 
     @property
     def identity(self) -> dict[str, Any]:
@@ -101,6 +104,8 @@ class Predictor:
             identity["margin_head"] = self.margin_head.identity
         if self.site_head is not None:
             identity["site_head"] = self.site_head.identity
+        if self.extent_head is not None:
+            identity["extent_head"] = self.extent_head.identity
         return identity
 
     @property
@@ -129,7 +134,11 @@ class Predictor:
                 "ood_distance": float(out.ood_distance), "pixel_spacing_mm": radiograph.source_pixel_spacing_mm,
                 "spacing_source": radiograph.spacing_source.value, "rows": radiograph.source_shape[0],
                 "columns": radiograph.source_shape[1],
-                "extra": {"levels_discarded": radiograph.levels_discarded}}
+                "extra": {"levels_discarded": radiograph.levels_discarded,
+                          # what a follow-up comparison pairs images by (calcdx.inference.followup)
+                          "body_part": normalise_body_part(radiograph.body_part),
+                          "laterality": _laterality(radiograph.laterality),
+                          "view_position": radiograph.view_position}}
         low, refuse = ood_thresholds(self.card.ood)
         if out.is_ood:
             return ImageResult(status="not_analyzed", findings=[],
@@ -138,7 +147,7 @@ class Predictor:
                                "(e.g. another body region)", **base)
         findings = extract_findings(radiograph, self.card, out.probabilities, out.prob_maps,
                                     self.card.input_spacing_mm, margin_head=self.margin_head,
-                                    site_head=self.site_head)
+                                    site_head=self.site_head, extent_head=self.extent_head)
         reason = None
         if out.low_confidence:
             share = float(self.card.ood.get("percentile", 99.0))
@@ -151,6 +160,12 @@ class Predictor:
 
     def analyze(self, radiograph: Radiograph) -> ImageResult:
         return self.analyze_grid(radiograph, self.to_grid(radiograph))
+
+
+def _laterality(value: str | None) -> str | None:
+    """Image Laterality / Laterality as L, R, B (both) or U (unpaired); None for anything else."""
+    text = (value or "").strip().upper()
+    return text if text in {"L", "R", "B", "U"} else None
 
 
 def preprocessing_percentiles(preprocessing: dict[str, Any]) -> tuple[float, float] | None:

@@ -28,7 +28,8 @@ from calcdx.version import __version__
 logger = logging.getLogger(__name__)
 
 SCHEMA_ID = "https://calcdx.invalid/schema/result-v1.json"
-SCHEMA_VERSION = "1.0"
+SCHEMA_VERSION = "1.1"
+"""1.1 added the optional patient_id and study_date, and each image's body_part, laterality and view_position."""
 DERIVED_UID_ROOT = "1.2.826.0.1.3680043.10.1398.3."
 _UID = re.compile(r"^[0-9]+(\.[0-9]+)*$")
 
@@ -125,6 +126,9 @@ def finalize_study(study_uid: str, images: list[ImageResult], radiographs: dict[
         "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "disclaimer": "research software, not a medical device",
         "model": predictor.identity, "study_instance_uid": study_uid,
+        # first known across the study's images: what follow-up comparison groups and orders by
+        "patient_id": next((r.patient_id for r in radiographs.values() if r.patient_id), None),
+        "study_date": next((r.study_date for r in radiographs.values() if r.study_date), None),
         "images": [], "refused": refused, "study_differential": study_diff, "summary": summary, "outputs": {},
     }
     for image in images:

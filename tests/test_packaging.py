@@ -56,6 +56,7 @@ def test_console_script_version_and_help() -> None:
     out = subprocess.run([str(exe), "--version"], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == f"calcdx {calcdx.__version__}"
     helptext = subprocess.run([str(exe), "--help"], capture_output=True, text=True, check=True).stdout
-    for command in ("info", "simulate", "train", "evaluate", "predict", "score", "train-head", "rules", "serve"):
+    for command in ("info", "simulate", "train", "evaluate", "predict", "score", "followup", "train-head", "rules",
+                    "serve"):
         assert command in helptext
     assert "not a medical device" in helptext

@@ -15,7 +15,7 @@ import logging
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import torch
@@ -24,8 +24,8 @@ from torch import nn
 
 from calcdx.datasets.manifest import ManifestRow, load_annotations
 from calcdx.datasets.reader import read_radiograph
-from calcdx.errors import CalcdxError, ConfigError
-from calcdx.inference.crop_head import CARD_FILE, WEIGHTS_FILE, CropNet, HeadCard, field_crop
+from calcdx.errors import CalcdxError, ConfigError, ManifestError
+from calcdx.inference.crop_head import CARD_FILE, WEIGHTS_FILE, CropNet, HeadCard, field_crop, field_resample
 from calcdx.inference.findings import normalise_body_part
 from calcdx.models.checkpoint import sha256_file
 
@@ -41,13 +41,15 @@ LabelOf = Callable[[dict[str, Any]], str | None]
 
 @dataclass(frozen=True)
 class Crops:
-    """Crops [N, S, S] with class indices [N], the lesion each came from [N] and its body part [N]."""
+    """Crops [N, S, S] with class indices [N], the lesion each came from [N] and its body part [N]; with
+    ``masks`` also the lesion's mask over the same field [N, S, S] (bool)."""
 
     crops: np.ndarray
     labels: np.ndarray
     lesion_ids: np.ndarray
     body_parts: tuple[str, ...]
     skipped: tuple[str, ...]
+    masks: np.ndarray | None = None
 
     @property
     def lesions(self) -> int:
@@ -55,12 +57,14 @@ class Crops:
 
 
 def collect_crops(rows: Iterable[ManifestRow], label_of: LabelOf, classes: list[str], *, field_mm: float,
-                  crop_spacing_mm: float, per_lesion: int = 4, seed: int = 0) -> Crops:
-    """Crops around every lesion of ``rows`` that ``label_of`` labels with one of ``classes``.  A file
-    that cannot be read is skipped and named in ``skipped`` (it never stops the run)."""
+                  crop_spacing_mm: float, per_lesion: int = 4, seed: int = 0, with_masks: bool = False) -> Crops:
+    """Crops around every lesion of ``rows`` that ``label_of`` labels with one of ``classes`` (and, with
+    ``with_masks``, its ``mask`` file cropped alike).  A file that cannot be read is skipped and named
+    in ``skipped`` (it never stops the run)."""
     rng = np.random.default_rng(seed)
     size = round(field_mm / crop_spacing_mm)
     crops: list[np.ndarray] = []
+    masks: list[np.ndarray] = []
     labels: list[int] = []
     lesion_ids: list[int] = []
     body_parts: list[str] = []
@@ -75,25 +79,46 @@ def collect_crops(rows: Iterable[ManifestRow], label_of: LabelOf, classes: list[
             if not records:
                 continue
             radiograph = read_radiograph(row.path)
+            lesion_masks = [_lesion_mask(row.annotations, r, radiograph.shape) if with_masks else None
+                            for r, _ in records]
         except CalcdxError as exc:
             skipped.append(str(exc))
             continue
         spacing = radiograph.pixel_spacing_mm
         body = normalise_body_part(radiograph.body_part or row.body_part) or ""
-        for record, label in records:
+        for (record, label), lesion_mask in zip(records, lesion_masks, strict=True):
             r0, c0, r1, c1 = (float(v) for v in record["bbox_px"])
             centre = record.get("centroid_px") or ((r0 + r1 - 1) / 2, (c0 + c1 - 1) / 2)
             for k in range(per_lesion):
                 shift = (0.0, 0.0) if k == 0 else tuple(rng.normal(0.0, JITTER_MM, 2) / np.asarray(spacing))
-                crops.append(field_crop(radiograph.image, (centre[0] + shift[0], centre[1] + shift[1]), spacing,
-                                        field_mm, size))
+                at = (centre[0] + shift[0], centre[1] + shift[1])
+                crops.append(field_crop(radiograph.image, at, spacing, field_mm, size))
+                if lesion_mask is not None:
+                    masks.append(field_resample(lesion_mask, at, spacing, field_mm, size) >= 0.5)
                 labels.append(classes.index(str(label)))
                 lesion_ids.append(lesion_id)
                 body_parts.append(body)
             lesion_id += 1
     stacked = np.stack(crops) if crops else np.zeros((0, size, size), np.float32)
+    stacked_masks = (np.stack(masks) if masks else np.zeros((0, size, size), bool)) if with_masks else None
     return Crops(stacked, np.asarray(labels, np.int64), np.asarray(lesion_ids, np.int64), tuple(body_parts),
-                 tuple(skipped))
+                 tuple(skipped), stacked_masks)
+
+
+def _lesion_mask(annotations: Path, record: dict[str, Any], shape: tuple[int, int]) -> np.ndarray:
+    """A lesion's ``mask`` file (relative to its annotations) as float32 of the image's ``shape``."""
+    ref = record.get("mask")
+    path = Path(str(ref)) if ref else None
+    if path is not None and not path.is_absolute():
+        path = annotations.parent / path
+    try:
+        with np.load(str(path)) as data:
+            mask = np.asarray(data["mask"], dtype=np.float32)
+    except (OSError, KeyError, ValueError, TypeError) as exc:
+        raise ManifestError(f"cannot read the lesion's mask {ref!r}: {exc}", path=annotations) from exc
+    if mask.shape != shape:
+        raise ManifestError(f"lesion mask {ref!r} is {mask.shape}, the image {shape}", path=annotations)
+    return mask
 
 
 def _augment(batch: torch.Tensor, generator: torch.Generator, *, any_orientation: bool) -> torch.Tensor:
@@ -140,26 +165,40 @@ def train_crop_net(train: Crops, n_outputs: int, *, allowed: np.ndarray | None =
 
         def loss_of(logits: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
             return ce(logits.masked_fill(~mask[idx], -1e4), y_all[idx])
+
+    def batch_loss(idx: torch.Tensor) -> torch.Tensor:
+        return loss_of(net(_augment(x_all[idx], generator, any_orientation=any_orientation)), idx)
+
+    return fit(net, len(x_all), batch_loss, generator, epochs=epochs, batch_size=batch_size, lr=lr, log=log)
+
+
+Net = TypeVar("Net", bound=nn.Module)
+
+
+def fit(net: Net, n_items: int, batch_loss: Callable[[torch.Tensor], torch.Tensor], generator: torch.Generator, *,
+        epochs: int, batch_size: int, lr: float, log: Callable[[str], None]) -> Net:
+    """``net`` trained by AdamW with a one-cycle schedule on shuffled batches of item indices, whose loss
+    ``batch_loss`` gives; returned in eval mode."""
     optimiser = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=1e-4)
-    steps = epochs * ((len(x_all) + batch_size - 1) // batch_size)
+    steps = epochs * ((n_items + batch_size - 1) // batch_size)
     schedule = torch.optim.lr_scheduler.OneCycleLR(optimiser, max_lr=lr, total_steps=max(steps, 1))
     for epoch in range(epochs):
         net.train()
-        order = torch.randperm(len(x_all), generator=generator)
+        order = torch.randperm(n_items, generator=generator)
         total = 0.0
         for start in range(0, len(order), batch_size):
             idx = order[start:start + batch_size]
-            loss = loss_of(net(_augment(x_all[idx], generator, any_orientation=any_orientation)), idx)
+            loss = batch_loss(idx)
             optimiser.zero_grad()
             loss.backward()
             optimiser.step()
             schedule.step()
             total += float(loss.detach()) * len(idx)
-        log(f"epoch {epoch + 1}/{epochs}: loss {total / max(len(x_all), 1):.4f}")
+        log(f"epoch {epoch + 1}/{epochs}: loss {total / max(n_items, 1):.4f}")
     return net.eval()
 
 
-def save_head(out_dir: str | Path, net: CropNet, card: HeadCard) -> Path:
+def save_head(out_dir: str | Path, net: nn.Module, card: HeadCard) -> Path:
     """``model.safetensors`` and ``head_card.json`` (with the weights' sha256) in ``out_dir``."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)

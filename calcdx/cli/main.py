@@ -24,6 +24,7 @@ SUBCOMMAND_MODULES: tuple[str, ...] = (
     "calibrate",
     "predict",
     "score",
+    "followup",
     "train_head",
     "rules",
     "serve",
@@ -43,6 +44,7 @@ examples:
   calcdx predict examples/ --out results/     findings, differential, JSON/CSV/SR/overlays
   calcdx simulate --n 100 --out sim/          simulated radiographs with ground truth
   calcdx score results/ sim/manifest.csv --out score/   findings against the lesions' ground truth
+  calcdx followup results/                    each HADD deposit against the patient's prior study
   calcdx rules explain --pattern hadd --site "supraspinatus tendon"
 run 'calcdx COMMAND --help' for the options of each command.
 """

@@ -33,6 +33,10 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--spacing-mm", type=float, default=None,
                         help="render at this pixel spacing (default: native detector spacing 0.1-0.2 mm)")
     parser.add_argument("--twins", action="store_true", help="also render each positive without its patterns")
+    parser.add_argument("--follow-ups", action="store_true",
+                        help="also render a follow-up study of each case with HADD: the same patient 2-13 months "
+                        "later, the deposit stable, larger, smaller, resolved or resorbing (its course is in the "
+                        "annotations and the manifest)")
     parser.add_argument("--shifted", action="store_true",
                         help="acquisition outside the training range (kVp 92-110, low dose, more blur)")
     parser.add_argument("--gallery", metavar="PNG", help="write a picture of every pattern in every region instead")
@@ -51,7 +55,8 @@ def run(args: argparse.Namespace) -> int:
 
     manifest = simulate_dataset(args.out, args.n, seed=args.seed, workers=args.workers, regions=args.regions,
                                 patterns=args.patterns, spacing_mm=args.spacing_mm, twins=args.twins,
-                                shifted=args.shifted, hard_negative_rate=args.hard_negative_rate,
+                                follow_ups=args.follow_ups, shifted=args.shifted,
+                                hard_negative_rate=args.hard_negative_rate,
                                 look_alikes=args.look_alikes, progress=True)
     print(f"wrote {manifest}")
     return 0

@@ -8,20 +8,22 @@ from typing import Any
 
 def register(subparsers: Any) -> None:
     parser = subparsers.add_parser(
-        "train-head", help="train a HADD head (margin: well / ill defined; site: which tendon) on annotated lesions",
+        "train-head", help="train a HADD head (margin: well / ill defined; site: which tendon; extent: the outline) "
+                           "on annotated lesions",
         description="Trains one of the small CNNs that read a field of the source image around a HADD finding: "
                     "'margin' (well defined: formative or resting phase; ill defined: resorptive; label: the "
                     "annotation's 'margin', else what its simulated 'variant' implies) or 'site' (the tendon; "
-                    "label: the annotation's 'site'). The threshold is chosen on the validation manifests. "
-                    "'calcdx predict' uses the folder written (model.safetensors + head_card.json) when it is "
-                    "placed as margin_head/ or site_head/ inside a model folder.",
+                    "label: the annotation's 'site') or 'extent' (the deposit's outline, whence its long and short "
+                    "axis and area; label: the lesion's 'mask' file). The threshold is chosen on the validation "
+                    "manifests. 'calcdx predict' uses the folder written (model.safetensors + head_card.json) when "
+                    "it is placed as margin_head/, site_head/ or extent_head/ inside a model folder.",
         epilog="example:\n  calcdx simulate --n 2400 --patterns hadd --seed 6001 --workers 2 --out hadd_train/\n"
                "  calcdx simulate --n 200 --patterns hadd --seed 5151 --out hadd_val/\n"
                "  calcdx train-head margin hadd_train/manifest.csv --val hadd_val/manifest.csv "
                "--out my_model/margin_head\n"
                "  calcdx train-head site hadd_train/manifest.csv --val hadd_val/manifest.csv --out my_model/site_head",
         formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("task", choices=("margin", "site"), help="which head")
+    parser.add_argument("task", choices=("margin", "site", "extent"), help="which head")
     parser.add_argument("manifest", nargs="+", help="training manifest CSVs whose rows have an 'annotations' file")
     parser.add_argument("--val", required=True, nargs="+", metavar="MANIFEST",
                         help="validation manifests (other patients)")
@@ -58,6 +60,15 @@ def run(args: argparse.Namespace) -> int:
         print(f"validation ({metrics['lesions']} lesions, centred crops): AUROC {m['auroc']}, balanced accuracy "
               f"{m['balanced_accuracy']} (well defined {m['well_defined_accuracy']}, ill defined "
               f"{m['ill_defined_accuracy']}); jittered crops AUROC {metrics['crops']['auroc']}")
+    elif args.task == "extent":
+        from calcdx.training.extent_head import train_extent_head
+
+        out, metrics = train_extent_head(train_rows, val_rows, args.out, **kw)
+        m = metrics["centred_crops"]
+        long = m["long"]
+        print(f"validation ({metrics['lesions']} lesions, centred crops): long axis found/true median "
+              f"{long['median']} (p10 {long['p10']}, p90 {long['p90']}, sd of log {long['log_sd']}); "
+              f"short axis median {m['short']['median']}; Dice {m['dice']}; missed {m['missed']}")
     else:
         from calcdx.training.site_head import train_site_head
 

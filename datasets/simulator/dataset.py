@@ -8,6 +8,9 @@ and noise.  Nuisance parameters are therefore independent of the labels by const
 
 from __future__ import annotations
 
+import copy
+import dataclasses
+import datetime as dt
 import json
 import logging
 import multiprocessing as mp
@@ -21,12 +24,13 @@ import numpy as np
 from calcdx.allocator import retain_freed_memory
 from calcdx.datasets.manifest import ManifestRow, write_manifest
 from calcdx.datasets.simulator.anatomy import REGION_SIZE_MM, Body, Phantom, build_phantom
-from calcdx.datasets.simulator.dicom_writer import write_radiograph
+from calcdx.datasets.simulator.dicom_writer import default_study_date, write_radiograph
 from calcdx.datasets.simulator.embedding import embed_in_body
+from calcdx.datasets.simulator.follow_up import Course, FollowUp, follow_up_streams, sample_follow_up
 from calcdx.datasets.simulator.lesion import Lesion, support
 from calcdx.datasets.simulator.look_alikes import NEGATIVE_RENDERERS
 from calcdx.datasets.simulator.materials import Material
-from calcdx.datasets.simulator.patterns import PATTERN_RENDERERS
+from calcdx.datasets.simulator.patterns import PATTERN_RENDERERS, hadd
 from calcdx.datasets.simulator.physics import Acquisition, collimated_rows, expose, process
 from calcdx.datasets.simulator.shapes import Grid, Window, enclosing_window
 from calcdx.errors import ConfigError
@@ -68,6 +72,8 @@ class SimulationConfig:
     look_alikes: tuple[str, ...] = LOOK_ALIKE_GROUPS
     """The look-alike kinds drawn, uniformly (the lead marker is drawn apart)."""
     twins: bool = False
+    follow_ups: bool = False
+    """Also render a follow-up study of each case with HADD (``follow_up``)."""
     shifted: bool = False  # acquisition outside the training range (kVp, dose, blur, spacing)
 
     def __post_init__(self) -> None:
@@ -234,8 +240,14 @@ def field_window(local: np.ndarray, window: Window, shape: tuple[int, int], body
     return local, (slice(r0, r0 + local.shape[0]), slice(c0, c0 + local.shape[1]))
 
 
-def render_case(seed: int, index: int, cfg: SimulationConfig, *, drop_patterns: bool = False) -> Case:
-    """Render image ``index`` of the data set with ``seed`` (no file written)."""
+def render_case(seed: int, index: int, cfg: SimulationConfig, *, drop_patterns: bool = False,
+                follow_up: FollowUp | None = None) -> Case:
+    """Render image ``index`` of the data set with ``seed`` (no file written).
+
+    ``follow_up``: render instead the same patient's follow-up study (``follow_up`` module): the
+    prior's anatomy, side, projection, spacing and lesions, a new pose and acquisition, and the HADD
+    deposit changed by ``follow_up.change``.
+    """
     r_labels, r_nuisance, r_anatomy, r_lesions, r_noise = _streams(seed, index)
     region = cfg.regions[int(r_labels.integers(len(cfg.regions)))]
     patterns = sample_labels(r_labels, region, cfg)
@@ -246,12 +258,22 @@ def render_case(seed: int, index: int, cfg: SimulationConfig, *, drop_patterns: 
         negatives.append("lead_marker")
     visibilities = [str(r_labels.choice(VISIBILITIES, p=VISIBILITY_P)) for _ in range(len(patterns) + len(negatives))]
     acq, body, dicom, spacing, scale = sample_nuisance(r_nuisance, region, cfg)
+    if follow_up is not None:  # positioned, exposed and encoded afresh; the same patient and detector
+        r_nuisance, r_noise, _ = follow_up_streams(seed, index)
+        acq, posed, encoding, _, _ = sample_nuisance(r_nuisance, region, cfg)
+        body = dataclasses.replace(body, rotation_deg=posed.rotation_deg)
+        dicom = {**encoding, "sex": dicom["sex"], "age_years": dicom["age_years"] + follow_up.interval_days // 365}
     h, w = REGION_SIZE_MM[region]
     grid = Grid.make(h * scale, w * scale, spacing)
     phantom: Phantom = build_phantom(region, grid, r_anatomy, body)
     lesions: list[Lesion] = []
     for pattern, vis in zip(patterns, visibilities, strict=False):
-        lesion = PATTERN_RENDERERS[pattern](phantom, r_lesions, vis)
+        replay = copy.deepcopy(r_lesions) if follow_up is not None and pattern is Pattern.HADD else None
+        lesion = PATTERN_RENDERERS[pattern](phantom, r_lesions, vis)  # the prior's draws: streams stay aligned
+        if replay is not None and follow_up is not None:
+            if follow_up.change.course is Course.RESOLVED:
+                continue
+            lesion = hadd(phantom, replay, vis, follow_up.change)
         if not drop_patterns:
             lesions.append(embed_in_body(phantom, lesion))
     for name, vis in zip(negatives, visibilities[len(patterns):], strict=False):
@@ -297,18 +319,22 @@ def _axes_mm(mask: np.ndarray, spacing: float) -> tuple[float, float]:
     return (float(ext.max()), float(ext.min()))
 
 
-def _write_case(out_dir: Path, seed: int, index: int, cfg: SimulationConfig, twin: bool) -> ManifestRow:
-    case = render_case(seed, index, cfg, drop_patterns=twin)
-    stem = f"img{index:06d}" + ("_twin" if twin else "")
+def _write_case(out_dir: Path, seed: int, index: int, cfg: SimulationConfig, twin: bool,
+                follow_up: FollowUp | None = None, prior: ManifestRow | None = None) -> ManifestRow:
+    """Render and write one case: the image, its twin (``twin``), or the follow-up of ``prior``."""
+    case = render_case(seed, index, cfg, drop_patterns=twin, follow_up=follow_up)
+    stem = f"img{index:06d}" + ("_twin" if twin else "") + ("_fu" if follow_up else "")
     patient_id = f"SIM{seed:04d}-{index:06d}"
-    study_key = f"{seed}:{index}:{int(twin)}"
+    prior_key = f"{seed}:{index}:0"
+    study_key = f"{seed}:{index}:fu" if follow_up else f"{seed}:{index}:{int(twin)}"
+    date = default_study_date(prior_key) + dt.timedelta(days=follow_up.interval_days) if follow_up else None
     d = case.dicom
     ds = write_radiograph(out_dir / f"{stem}.dcm", case.image, spacing_mm=case.spacing_mm, modality=d["modality"],
                           photometric=d["photometric"], bits_stored=d["bits_stored"], compression=d["compression"],
                           patient_id=patient_id, study_key=study_key, region=case.region.value, view=case.body.view,
                           laterality=case.body.laterality, kvp=case.acquisition.kvp,
                           air_kerma_ugy=case.extras["air_kerma_ugy"], age_years=d["age_years"], sex=d["sex"],
-                          instance_key=f"{study_key}:0")
+                          instance_key=f"{study_key}:0", study_date=date)
     lesions_json = []
     for k, (lesion, mask, window) in enumerate(zip(case.lesions, case.masks, case.mask_windows, strict=True)):
         local = mask[window]
@@ -327,8 +353,15 @@ def _write_case(out_dir: Path, seed: int, index: int, cfg: SimulationConfig, twi
             "material": str(lesion.material), "mask": mask_name, **lesion.extra,
         })
     ann = out_dir / f"{stem}.json"
-    ann.write_text(json.dumps({"lesions": lesions_json, "region": case.region.value,
-                               "sop_instance_uid": str(ds.SOPInstanceUID)}, indent=1))
+    annotation: dict[str, Any] = {"lesions": lesions_json, "region": case.region.value,
+                                  "sop_instance_uid": str(ds.SOPInstanceUID)}
+    follow_extras: dict[str, str] = {}
+    if follow_up is not None and prior is not None:
+        annotation["follow_up"] = {"prior_study_uid": prior.study_uid, "course": str(follow_up.change.course),
+                                   "size_factor": follow_up.change.size_factor,
+                                   "interval_days": follow_up.interval_days}
+        follow_extras = {"follow_up_of": prior.study_uid, "follow_up_course": str(follow_up.change.course)}
+    ann.write_text(json.dumps(annotation, indent=1))
     extras = {
         "region": case.region.value, "spacing_mm": f"{case.spacing_mm:.4f}", "twin": str(int(twin)),
         "n_hard_negatives": str(sum(not les.is_pattern for les in case.lesions)),
@@ -337,7 +370,7 @@ def _write_case(out_dir: Path, seed: int, index: int, cfg: SimulationConfig, twi
         "habitus": f"{case.body.habitus:.3f}", "fat_fraction": f"{case.body.fat_fraction:.3f}",
         "bone_density": f"{case.body.bone_density:.3f}", "rotation_deg": f"{case.body.rotation_deg:.2f}",
         "laterality": case.body.laterality, **{f"dicom_{k}": str(v) for k, v in d.items()},
-        "air_kerma_ugy": f"{case.extras['air_kerma_ugy']:.4g}",
+        "air_kerma_ugy": f"{case.extras['air_kerma_ugy']:.4g}", **follow_extras,
     }
     return ManifestRow(path=out_dir / f"{stem}.dcm", patient_id=patient_id, labels=case.labels,
                        study_uid=str(ds.StudyInstanceUID), body_part=case.region.value, view=case.body.view,
@@ -363,6 +396,11 @@ def _job(args: tuple[Path, int, int, SimulationConfig]) -> list[ManifestRow]:
     rows = [_write_case(out_dir, seed, index, cfg, twin=False)]
     if cfg.twins and rows[0].labels:
         rows.append(_write_case(out_dir, seed, index, cfg, twin=True))
+    if cfg.follow_ups and Pattern.HADD in rows[0].labels:
+        lesions = json.loads(Path(rows[0].annotations).read_text())["lesions"]  # type: ignore[arg-type]
+        variant = next(les["variant"] for les in lesions if les["kind"] == Pattern.HADD.value)
+        follow_up = sample_follow_up(follow_up_streams(seed, index)[2], variant)
+        rows.append(_write_case(out_dir, seed, index, cfg, twin=False, follow_up=follow_up, prior=rows[0]))
     return rows
 
 
@@ -386,7 +424,8 @@ def _one_thread_per_worker() -> None:
 
 def simulate_dataset(out_dir: str | Path, n: int, seed: int = 0, workers: int = 1,
                      regions: Sequence[str | Region] | None = None, patterns: Sequence[str | Pattern] | None = None,
-                     spacing_mm: float | None = None, *, twins: bool = False, shifted: bool = False,
+                     spacing_mm: float | None = None, *, twins: bool = False, follow_ups: bool = False,
+                     shifted: bool = False,
                      hard_negative_rate: float = 0.6, look_alikes: Sequence[str] | None = None,
                      progress: bool = False) -> Path:
     """Simulate ``n`` radiographs into ``out_dir``; returns the manifest path.
@@ -406,7 +445,8 @@ def simulate_dataset(out_dir: str | Path, n: int, seed: int = 0, workers: int = 
         cfg = SimulationConfig(
             regions=tuple(Region(r) for r in regions) if regions else tuple(Region),
             patterns=tuple(Pattern(p) for p in patterns) if patterns else PATTERNS,
-            spacing_mm=spacing_mm, twins=twins, shifted=shifted, hard_negative_rate=hard_negative_rate,
+            spacing_mm=spacing_mm, twins=twins, follow_ups=follow_ups, shifted=shifted,
+            hard_negative_rate=hard_negative_rate,
             look_alikes=tuple(look_alikes) if look_alikes else LOOK_ALIKE_GROUPS,
         )
     except ValueError as exc:

@@ -55,6 +55,11 @@ def uid_from(seed_text: str) -> UID:
     return generate_uid(prefix=UID_ROOT, entropy_srcs=[seed_text])
 
 
+def default_study_date(study_key: str) -> dt.date:
+    """A date in 2024-2025 that follows from ``study_key`` (the same key, the same date)."""
+    return dt.date(2024, 1, 1) + dt.timedelta(days=int(uid_from(study_key)[-3:]) % 700)
+
+
 def write_radiograph(
     path: Path,
     image: np.ndarray,
@@ -74,11 +79,13 @@ def write_radiograph(
     age_years: int,
     sex: str,
     instance_key: str,
+    study_date: dt.date | None = None,
 ) -> Dataset:
     """Write ``image`` (float [0, 1], bright = dense) and return the dataset written.
 
     Stored values use ``bits_stored`` bits; MONOCHROME1 files store the inverse.  The
     window covers the full range.  ``compression`` is one of ``COMPRESSION`` (all lossless).
+    ``study_date``: default ``default_study_date(study_key)``.
     """
     import cv2
 
@@ -100,7 +107,7 @@ def write_radiograph(
     ds = Dataset()
     ds.file_meta = meta
     ds.preamble = b"\0" * 128
-    date = (dt.date(2024, 1, 1) + dt.timedelta(days=int(uid_from(study_key)[-3:]) % 700)).strftime("%Y%m%d")
+    date = (study_date or default_study_date(study_key)).strftime("%Y%m%d")
     ds.SpecificCharacterSet = "ISO_IR 100"
     ds.SOPClassUID = sop_class
     ds.SOPInstanceUID = sop_uid

@@ -8,6 +8,7 @@ import numpy as np
 
 from calcdx.datasets.simulator.anatomy import Phantom
 from calcdx.datasets.simulator.embedding import pull_inside
+from calcdx.datasets.simulator.follow_up import DepositChange
 from calcdx.datasets.simulator.lesion import VISIBILITY_SCALE, Lesion, make_lesion, pick, soft_point
 from calcdx.datasets.simulator.materials import Material
 from calcdx.datasets.simulator.shapes import (
@@ -24,13 +25,20 @@ from calcdx.findings import Morphology
 from calcdx.taxonomy import LocationClass, Pattern
 
 
-def hadd(ph: Phantom, rng: np.random.Generator, visibility: str) -> Lesion:
+def hadd(ph: Phantom, rng: np.random.Generator, visibility: str, change: DepositChange | None = None) -> Lesion:
+    """A deposit in one of the body part's tendons: formative/resting (dense, homogeneous, well defined
+    oval) or resorptive (fluffy, ill defined, comet tail, less dense).  ``change`` (a follow-up) scales
+    its length and width and may force the phase; ``rng`` is then replayed from the prior's state, so
+    the tendon, place and direction are the prior's."""
     name, (ty, tx), direction = pick(rng, ph.landmarks["tendons"])  # type: ignore[misc]
     v = VISIBILITY_SCALE[visibility]
     t = ph.grid.zeros()
     resorptive = rng.random() < 0.4
     length = rng.uniform(2.5, 9.0)
     width = rng.uniform(1.5, 4.0)
+    if change is not None:
+        length, width = length * change.size_factor, width * change.size_factor
+        resorptive = resorptive if change.resorptive is None else change.resorptive
     if not resorptive:
         ellipsoid(ph.grid, ty, tx, width, length, width * 1.2, direction, out=t, scale=0.55 * v)
         return make_lesion(

@@ -1,0 +1,256 @@
+"""Follow-up comparison: each HADD deposit against the same patient's prior study, tendon by tendon.
+
+The seed asks the radiologist to report a HADD deposit with its tendon, size and margin "for comparison
+with follow-up" [D003_HADD_REPORT].  This module does that comparison over study results
+(``calcdx predict`` JSON files, schema 1.1: ``patient_id``, ``study_date``, each image's ``body_part``
+and ``laterality``):
+
+* studies are grouped by patient and ordered by date; each is compared with the patient's latest
+  earlier study that imaged the same body part on the same side;
+* a deposit is keyed by body part, side and tendon (the site head's tendon, else the generic site);
+  in each study it is represented by its longest finding over the study's images;
+* its change is called from the long axis: ``larger`` or ``smaller`` when it moved by at least
+  ``CHANGE_MM`` and by ``CHANGE_FRACTION`` of the prior's, else ``stable``; ``new`` or ``not_seen``
+  when one study has no finding there; a margin that turned ill defined is named, because an
+  ill-defined deposit is more often symptomatic [D003_HADD_SYMPTOMATIC].
+
+The thresholds come from simulated pairs (docs/inference.md, ``benchmarks/followup_accuracy.py``).
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import json
+from collections.abc import Iterable, Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from calcdx.taxonomy import Pattern
+
+CHANGE_MM = 1.5
+"""Smallest change of the long axis called larger or smaller, in mm."""
+CHANGE_FRACTION = 0.25
+"""... and as a share of the prior's long axis."""
+UNKNOWN_SIDE = "side unknown"
+FOLLOWUP_COLUMNS: tuple[str, ...] = (
+    "patient_id", "prior_study_uid", "prior_date", "current_study_uid", "current_date", "interval_days",
+    "body_part", "laterality", "tendon", "status", "prior_long_axis_mm", "prior_short_axis_mm", "prior_margin",
+    "current_long_axis_mm", "current_short_axis_mm", "current_margin", "change_mm", "change_percent",
+    "margin_change", "text",
+)
+
+
+@dataclass(frozen=True)
+class Deposit:
+    """A HADD deposit as one study shows it: its longest finding there."""
+
+    study_uid: str
+    sop_instance_uid: str
+    long_axis_mm: float
+    short_axis_mm: float
+    margin: str | None
+    probability: float
+    operating_point: str
+
+
+@dataclass(frozen=True)
+class StudyDeposits:
+    """One study's HADD deposits by (body part, side, tendon), and the (body part, side) it imaged."""
+
+    study_uid: str
+    patient_id: str
+    date: dt.date
+    imaged: frozenset[tuple[str, str]]
+    deposits: dict[tuple[str, str, str], Deposit] = field(default_factory=dict)
+
+
+@dataclass
+class DepositChange:
+    """One deposit compared across two studies of one patient."""
+
+    patient_id: str
+    prior_study_uid: str
+    prior_date: str
+    current_study_uid: str
+    current_date: str
+    interval_days: int
+    body_part: str
+    laterality: str
+    tendon: str
+    status: str  # larger, smaller, stable, new, not_seen
+    prior: Deposit | None
+    current: Deposit | None
+    change_mm: float | None
+    change_percent: float | None
+    margin_change: str | None  # "became ill defined", "became well defined" or None
+    text: str
+    cite: list[str]
+
+    def row(self) -> dict[str, Any]:
+        """The ``followup.csv`` row."""
+        return {
+            "patient_id": self.patient_id, "prior_study_uid": self.prior_study_uid, "prior_date": self.prior_date,
+            "current_study_uid": self.current_study_uid, "current_date": self.current_date,
+            "interval_days": self.interval_days, "body_part": self.body_part, "laterality": self.laterality,
+            "tendon": self.tendon, "status": self.status,
+            "prior_long_axis_mm": self.prior.long_axis_mm if self.prior else "",
+            "prior_short_axis_mm": self.prior.short_axis_mm if self.prior else "",
+            "prior_margin": self.prior.margin if self.prior else "",
+            "current_long_axis_mm": self.current.long_axis_mm if self.current else "",
+            "current_short_axis_mm": self.current.short_axis_mm if self.current else "",
+            "current_margin": self.current.margin if self.current else "",
+            "change_mm": "" if self.change_mm is None else self.change_mm,
+            "change_percent": "" if self.change_percent is None else self.change_percent,
+            "margin_change": self.margin_change or "", "text": self.text,
+        }
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def study_deposits(result: dict[str, Any]) -> StudyDeposits | None:
+    """The HADD deposits of one study result; None without a patient ID or a study date."""
+    patient, date = result.get("patient_id"), result.get("study_date")
+    if not patient or not date:
+        return None
+    try:
+        when = dt.date.fromisoformat(str(date))
+    except ValueError:
+        return None
+    study = StudyDeposits(str(result.get("study_instance_uid", "")), str(patient), when, frozenset(
+        (_part(im), _side(im)) for im in result.get("images", []) if im.get("status") == "analyzed"))
+    for image in result.get("images", []):
+        if image.get("status") != "analyzed":
+            continue
+        for finding in image.get("findings", []):
+            if finding.get("pattern") != Pattern.HADD.value:
+                continue
+            key = (_part(image), _side(image), str(finding.get("site") or "site not named"))
+            deposit = Deposit(study.study_uid, str(image.get("sop_instance_uid", "")),
+                              float(finding["long_axis_mm"]), float(finding["short_axis_mm"]), finding.get("margin"),
+                              float(finding["probability"]), str(finding.get("operating_point", "")))
+            if key not in study.deposits or deposit.long_axis_mm > study.deposits[key].long_axis_mm:
+                study.deposits[key] = deposit
+    return study
+
+
+def _part(image: dict[str, Any]) -> str:
+    return str(image.get("body_part") or "body part unknown")
+
+
+def _side(image: dict[str, Any]) -> str:
+    return str(image.get("laterality") or UNKNOWN_SIDE)
+
+
+def same_region(a: tuple[str, str], b: tuple[str, str]) -> bool:
+    """Same body part, and the same side or a side one of the files does not record (a CR file of the
+    pelvis carries no Laterality, the DX file of the same patient's next visit may)."""
+    return a[0] == b[0] and (a[1] == b[1] or UNKNOWN_SIDE in (a[1], b[1]))
+
+
+def compare(prior: StudyDeposits, current: StudyDeposits, region: tuple[str, str]) -> list[DepositChange]:
+    """Every deposit in ``region`` (a body part and side of ``current``) against ``prior``'s in the same
+    region, tendon by tendon."""
+    before = {key[2]: deposit for key, deposit in prior.deposits.items() if same_region(key[:2], region)}
+    after = {key[2]: deposit for key, deposit in current.deposits.items() if key[:2] == region}
+    return [_change(prior, current, region, tendon, before.get(tendon), after.get(tendon))
+            for tendon in sorted(set(before) | set(after))]
+
+
+def _change(prior: StudyDeposits, current: StudyDeposits, region: tuple[str, str], tendon: str,
+            before: Deposit | None, after: Deposit | None) -> DepositChange:
+    change_mm = change_percent = None
+    margin_change = None
+    cite = ["D003_HADD_REPORT"]
+    if before and after:
+        change_mm = round(after.long_axis_mm - before.long_axis_mm, 2)
+        change_percent = round(100.0 * change_mm / max(before.long_axis_mm, 1e-6), 1)
+        moved = abs(change_mm) >= max(CHANGE_MM, CHANGE_FRACTION * before.long_axis_mm)
+        status = ("larger" if change_mm > 0 else "smaller") if moved else "stable"
+        if before.margin != after.margin and before.margin and after.margin:
+            margin_change = f"became {after.margin.replace('_', ' ')}"
+            if after.margin == "ill_defined":
+                cite.append("D003_HADD_SYMPTOMATIC")
+    else:
+        status = "new" if after else "not_seen"
+    body_part, side = region
+    days = (current.date - prior.date).days
+    text = _text(status, tendon, body_part, side, before, after, change_mm, change_percent, margin_change, days)
+    return DepositChange(current.patient_id, prior.study_uid, prior.date.isoformat(), current.study_uid,
+                         current.date.isoformat(), days, body_part, side, tendon, status, before, after, change_mm,
+                         change_percent, margin_change, text, cite)
+
+
+def _text(status: str, tendon: str, body_part: str, side: str, before: Deposit | None, after: Deposit | None,
+          change_mm: float | None, change_percent: float | None, margin_change: str | None, days: int) -> str:
+    def seen(d: Deposit) -> str:
+        margin = f", {d.margin.replace('_', ' ')}" if d.margin else ""
+        return f"{d.long_axis_mm:.1f} x {d.short_axis_mm:.1f} mm{margin}"
+
+    where = f"HADD, {tendon} ({body_part}, {side})"
+    if status == "new":
+        return f"{where}: new, {seen(after)} (not seen {days} days before)"  # type: ignore[arg-type]
+    if status == "not_seen":
+        return (f"{where}: not seen now; {seen(before)} {days} days before "  # type: ignore[arg-type]
+                "(resolved, or hidden in this projection)")
+    text = f"{where}: {status}, {seen(before)} -> {seen(after)} in {days} days"  # type: ignore[arg-type]
+    if status != "stable":
+        text += f" ({change_mm:+.1f} mm, {change_percent:+.0f} %)"
+    if margin_change == "became ill defined":
+        text += "; became ill defined: the resorptive phase, more often symptomatic"
+    elif margin_change:
+        text += f"; {margin_change}"
+    return text
+
+
+def compare_patients(results: Iterable[dict[str, Any]]) -> list[DepositChange]:
+    """Every study of every patient against that patient's latest earlier study of the same part and side."""
+    by_patient: dict[str, list[StudyDeposits]] = {}
+    for result in results:
+        study = study_deposits(result)
+        if study is not None:
+            by_patient.setdefault(study.patient_id, []).append(study)
+    changes: list[DepositChange] = []
+    for patient in sorted(by_patient):
+        studies = sorted({s.study_uid: s for s in by_patient[patient]}.values(), key=lambda s: (s.date, s.study_uid))
+        for i, current in enumerate(studies):
+            earlier = [s for s in studies[:i] if s.date < current.date]
+            for region in sorted(current.imaged):
+                prior = next((s for s in reversed(earlier) if any(same_region(r, region) for r in s.imaged)), None)
+                if prior is not None:
+                    changes.extend(compare(prior, current, region))
+    return changes
+
+
+def study_results(folders: Iterable[str | Path]) -> Iterator[dict[str, Any]]:
+    """The study result JSON files directly in each folder (``calcdx predict`` output)."""
+    for folder in folders:
+        for path in sorted(Path(folder).glob("*.json")):
+            try:
+                data = json.loads(path.read_text(encoding="utf-8"))
+            except (OSError, ValueError):
+                continue
+            if isinstance(data, dict) and "study_instance_uid" in data and "images" in data:
+                yield data
+
+
+def write_followup(changes: list[DepositChange], out_dir: str | Path) -> tuple[Path, Path]:
+    """``followup.json`` (every comparison, with its citations) and ``followup.csv`` (one row each)."""
+    from calcdx.rules.kb import load_knowledge_base
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    kb = load_knowledge_base()
+    keys = sorted({key for change in changes for key in change.cite})
+    payload = {"thresholds": {"change_mm": CHANGE_MM, "change_fraction": CHANGE_FRACTION},
+               "comparisons": [change.to_dict() for change in changes],
+               "citations": {key: kb.citation(key) for key in keys}}
+    json_path, csv_path = out / "followup.json", out / "followup.csv"
+    json_path.write_text(json.dumps(payload, indent=1) + "\n", encoding="utf-8")
+    with open(csv_path, "w", newline="", encoding="utf-8") as fh:
+        writer = csv.DictWriter(fh, fieldnames=list(FOLLOWUP_COLUMNS))
+        writer.writeheader()
+        writer.writerows(change.row() for change in changes)
+    return json_path, csv_path
