@@ -150,10 +150,22 @@ def same_region(a: tuple[str, str], b: tuple[str, str]) -> bool:
     return a[0] == b[0] and (a[1] == b[1] or UNKNOWN_SIDE in (a[1], b[1]))
 
 
+def prior_region(imaged: frozenset[tuple[str, str]], region: tuple[str, str]) -> tuple[str, str] | None:
+    """The region of a prior study that ``region`` is compared with: the same, else the one region that
+    ``same_region`` matches (None when there is none, or several: both sides, and this side unknown)."""
+    if region in imaged:
+        return region
+    matches = [r for r in imaged if same_region(r, region)]
+    return matches[0] if len(matches) == 1 else None
+
+
 def compare(prior: StudyDeposits, current: StudyDeposits, region: tuple[str, str]) -> list[DepositChange]:
     """Every deposit in ``region`` (a body part and side of ``current``) against ``prior``'s in the same
-    region, tendon by tendon."""
-    before = {key[2]: deposit for key, deposit in prior.deposits.items() if same_region(key[:2], region)}
+    region, tendon by tendon (nothing when the prior has no such region)."""
+    then = prior_region(prior.imaged, region)
+    if then is None:
+        return []
+    before = {key[2]: deposit for key, deposit in prior.deposits.items() if key[:2] == then}
     after = {key[2]: deposit for key, deposit in current.deposits.items() if key[:2] == region}
     return [_change(prior, current, region, tendon, before.get(tendon), after.get(tendon))
             for tendon in sorted(set(before) | set(after))]
@@ -167,8 +179,7 @@ def _change(prior: StudyDeposits, current: StudyDeposits, region: tuple[str, str
     if before and after:
         change_mm = round(after.long_axis_mm - before.long_axis_mm, 2)
         change_percent = round(100.0 * change_mm / max(before.long_axis_mm, 1e-6), 1)
-        moved = abs(change_mm) >= max(CHANGE_MM, CHANGE_FRACTION * before.long_axis_mm)
-        status = ("larger" if change_mm > 0 else "smaller") if moved else "stable"
+        status = size_call(before.long_axis_mm, after.long_axis_mm)
         if before.margin != after.margin and before.margin and after.margin:
             margin_change = f"became {after.margin.replace('_', ' ')}"
             if after.margin == "ill_defined":
@@ -181,6 +192,15 @@ def _change(prior: StudyDeposits, current: StudyDeposits, region: tuple[str, str
     return DepositChange(current.patient_id, prior.study_uid, prior.date.isoformat(), current.study_uid,
                          current.date.isoformat(), days, body_part, side, tendon, status, before, after, change_mm,
                          change_percent, margin_change, text, cite)
+
+
+def size_call(prior_long_mm: float, current_long_mm: float) -> str:
+    """``larger`` / ``smaller`` when the long axis moved by at least ``CHANGE_MM`` and ``CHANGE_FRACTION``
+    of the prior's, else ``stable``."""
+    change = current_long_mm - prior_long_mm
+    if abs(change) >= max(CHANGE_MM, CHANGE_FRACTION * prior_long_mm):
+        return "larger" if change > 0 else "smaller"
+    return "stable"
 
 
 def _text(status: str, tendon: str, body_part: str, side: str, before: Deposit | None, after: Deposit | None,
@@ -218,7 +238,7 @@ def compare_patients(results: Iterable[dict[str, Any]]) -> list[DepositChange]:
         for i, current in enumerate(studies):
             earlier = [s for s in studies[:i] if s.date < current.date]
             for region in sorted(current.imaged):
-                prior = next((s for s in reversed(earlier) if any(same_region(r, region) for r in s.imaged)), None)
+                prior = next((s for s in reversed(earlier) if prior_region(s.imaged, region)), None)
                 if prior is not None:
                     changes.extend(compare(prior, current, region))
     return changes

@@ -119,6 +119,15 @@ def test_comparison_calls_each_tendon_against_the_latest_prior_of_the_same_side(
     assert "D003_HADD_SYMPTOMATIC" in by_tendon[infra].cite and "more often symptomatic" in by_tendon[infra].text
     assert by_tendon[subscap].status == "not_seen" and by_tendon["gluteus medius tendon"].status == "new"
     assert not [c for c in compare_patients(results) if c.current_study_uid in {"1.4", "1.5"}]
+    # a file without laterality is compared with the prior's one side, never with two
+    unknown = compare_patients([_result("3.1", "2024-01-01", [_hadd(supra, 6.0)], side="L", patient="P3"),
+                                _result("3.2", "2024-03-01", [_hadd(supra, 6.2)], side="", patient="P3")])
+    assert [(c.prior_study_uid, c.status) for c in unknown] == [("3.1", "stable")]
+    left, right = (_result("4.1", "2024-01-01", [_hadd(supra, mm)], side=side, patient="P4") for side, mm in
+                   (("L", 6.0), ("R", 9.0)))
+    left["images"] += right["images"]  # one prior study of both shoulders
+    both_sides = [left, _result("4.3", "2024-03-01", [_hadd(supra, 6.2)], side="", patient="P4")]
+    assert not [c for c in compare_patients(both_sides) if c.current_study_uid == "4.3"]
     small = compare_patients([_result("2.1", "2024-01-01", [_hadd(supra, 3.0)]),
                               _result("2.2", "2024-02-01", [_hadd(supra, 3.0 + CHANGE_MM - 0.2)])])
     assert small[0].status == "stable"  # under the smallest change that is called
