@@ -22,6 +22,7 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import json
+import os
 from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -235,13 +236,59 @@ def compare_patients(results: Iterable[dict[str, Any]]) -> list[DepositChange]:
     changes: list[DepositChange] = []
     for patient in sorted(by_patient):
         studies = sorted({s.study_uid: s for s in by_patient[patient]}.values(), key=lambda s: (s.date, s.study_uid))
-        for i, current in enumerate(studies):
-            earlier = [s for s in studies[:i] if s.date < current.date]
-            for region in sorted(current.imaged):
-                prior = next((s for s in reversed(earlier) if prior_region(s.imaged, region)), None)
-                if prior is not None:
-                    changes.extend(compare(prior, current, region))
+        for current in studies:
+            changes.extend(against_priors(current, studies))
     return changes
+
+
+def against_priors(current: StudyDeposits, studies: Iterable[StudyDeposits]) -> list[DepositChange]:
+    """``current`` against the latest of ``studies`` of its patient, dated before it, that imaged each of its
+    body parts and sides."""
+    earlier = sorted((s for s in studies if s.patient_id == current.patient_id and s.date < current.date),
+                     key=lambda s: (s.date, s.study_uid))
+    changes: list[DepositChange] = []
+    for region in sorted(current.imaged):
+        prior = next((s for s in reversed(earlier) if prior_region(s.imaged, region)), None)
+        if prior is not None:
+            changes.extend(compare(prior, current, region))
+    return changes
+
+
+INDEX_GLOB = "followup-index-rank*.jsonl"
+"""In a ``calcdx predict`` output folder, one line per finished study with its HADD deposits (``index_line``),
+one file per torchrun rank: what a new study is compared with as it is written (``finalize_study``)."""
+
+
+def index_line(study: StudyDeposits) -> str:
+    """``study`` as one JSON line of the index."""
+    return json.dumps({"patient_id": study.patient_id, "study_uid": study.study_uid, "date": study.date.isoformat(),
+                       "imaged": sorted(study.imaged),
+                       "deposits": [[*key, asdict(deposit)] for key, deposit in sorted(study.deposits.items())]})
+
+
+def read_index(out_dir: str | Path) -> list[StudyDeposits]:
+    """The studies of every index file in ``out_dir`` (the last line of a study wins; bad lines are skipped)."""
+    studies: dict[str, StudyDeposits] = {}
+    for path in sorted(Path(out_dir).glob(INDEX_GLOB)):
+        for line in path.read_text(encoding="utf-8").splitlines():
+            try:
+                data = json.loads(line)
+                study = StudyDeposits(str(data["study_uid"]), str(data["patient_id"]),
+                                      dt.date.fromisoformat(data["date"]),
+                                      frozenset((str(p), str(s)) for p, s in data["imaged"]))
+                for part, side, tendon, deposit in data["deposits"]:
+                    study.deposits[(str(part), str(side), str(tendon))] = Deposit(**deposit)
+            except (ValueError, KeyError, TypeError):
+                continue
+            studies[study.study_uid] = study
+    return list(studies.values())
+
+
+def append_to_index(out_dir: str | Path, study: StudyDeposits) -> None:
+    """Add ``study`` to this rank's index file (one short line, appended)."""
+    rank = int(os.environ.get("RANK", "0") or 0)
+    with open(Path(out_dir) / f"followup-index-rank{rank}.jsonl", "a", encoding="utf-8") as fh:
+        fh.write(index_line(study) + "\n")
 
 
 def study_results(folders: Iterable[str | Path]) -> Iterator[dict[str, Any]]:

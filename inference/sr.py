@@ -88,7 +88,7 @@ def build_sr(sources: Sequence[Dataset], findings_by_sop: dict[str, list[Finding
              study_summary: str, image_probabilities: dict[str, dict[str, float]] | None = None,
              series_number: int = 9001, sop_instance_uid: str | None = None,
     series_instance_uid: str | None = None, not_analysed: dict[str, str] | None = None,
-    cautions: dict[str, str] | None = None,
+    cautions: dict[str, str] | None = None, followup_text: str | None = None,
 ) -> Dataset:
     """Build the study's SR.
 
@@ -98,6 +98,8 @@ def build_sr(sources: Sequence[Dataset], findings_by_sop: dict[str, list[Finding
         differential_text: per SOP Instance UID, one text per finding (same order).
         model_identity: name/version/weights_sha256 of the model.
         study_summary: a one-paragraph text for the study (the study-level differential).
+        followup_text: the HADD deposits against the patient's prior study (``calcdx.inference.followup``),
+            as a comment of its own after the summary.
         image_probabilities: per SOP Instance UID, the calibrated image-level probability per
             pattern; written as one TID 1501 group per image (so an SR without findings is valid).
         not_analysed: per SOP Instance UID of a source image the model declined (out of
@@ -176,6 +178,10 @@ def build_sr(sources: Sequence[Dataset], findings_by_sop: dict[str, list[Finding
     report[0].ContentSequence.append(
         hd.sr.TextContentItem(name=COMMENT, value=study_summary[:8192] or "No calcification found.",
                               relationship_type=hd.sr.RelationshipTypeValues.CONTAINS))
+    if followup_text:
+        report[0].ContentSequence.append(
+            hd.sr.TextContentItem(name=COMMENT, value=followup_text[:8192],
+                                  relationship_type=hd.sr.RelationshipTypeValues.CONTAINS))
     sr = hd.sr.Comprehensive3DSR(
         evidence=list(sources),
         content=report[0],

@@ -22,6 +22,7 @@ from pydicom.uid import generate_uid
 from calcdx.datasets.radiograph import Radiograph
 from calcdx.datasets.reader import header_only, read_radiographs
 from calcdx.errors import CalcdxError
+from calcdx.inference.followup import against_priors, append_to_index, read_index, study_deposits
 from calcdx.inference.predictor import ImageResult, Predictor
 from calcdx.version import __version__
 
@@ -29,7 +30,8 @@ logger = logging.getLogger(__name__)
 
 SCHEMA_ID = "https://calcdx.invalid/schema/result-v1.json"
 SCHEMA_VERSION = "1.1"
-"""1.1 added the optional patient_id and study_date, and each image's body_part, laterality and view_position."""
+"""1.1 added the optional patient_id, study_date and followup, and each image's body_part, laterality and
+view_position."""
 DERIVED_UID_ROOT = "1.2.826.0.1.3680043.10.1398.3."
 _UID = re.compile(r"^[0-9]+(\.[0-9]+)*$")
 
@@ -136,6 +138,15 @@ def finalize_study(study_uid: str, images: list[ImageResult], radiographs: dict[
         for fdict, ddict in zip(record["findings"], per_image.get(image.sop_instance_uid, []), strict=False):
             fdict["differential"] = ddict
         result["images"].append(record)
+    deposits = study_deposits(result)
+    followup_text = None
+    if deposits is not None:  # HADD against the patient's prior studies already in this output folder
+        changes = against_priors(deposits, [s for s in read_index(out_dir) if s.study_uid != study_uid])
+        if changes:
+            result["followup"] = [change.to_dict() for change in changes]
+            followup_text = ("Follow-up of HADD against the latest prior study of each body part and side: "
+                             + "; ".join(f"{change.text} (prior {change.prior_date})" for change in changes) + ".")
+            result["summary"] = f"{summary} {followup_text}"
     written = StudyResult(study_uid=study_uid, result=result, json_path=out_dir / f"{key}.json")
     headers = {}
     for image in images if write_sr or write_overlays else []:
@@ -182,13 +193,16 @@ def finalize_study(study_uid: str, images: list[ImageResult], radiographs: dict[
                             study_summary=summary,
                             image_probabilities={im.sop_instance_uid: im.probabilities for im in images},
                             not_analysed=_declined(images),
-                            cautions={im.sop_instance_uid: im.reason or "" for im in images if im.low_confidence})
+                            cautions={im.sop_instance_uid: im.reason or "" for im in images if im.low_confidence},
+                            followup_text=followup_text)
         written.sr_path = srmod.write_sr(out_dir / f"{key}_sr.dcm", sr)
     result["outputs"] = {
         "sr": written.sr_path.name if written.sr_path else None,
         "overlay_png": [p.name for p in written.overlay_pngs],
         "overlay_dicom": [p.name for p in written.overlay_scs],
     }
+    if deposits is not None:  # before the JSON: a study killed in between is redone, and its line replaced
+        append_to_index(out_dir, deposits)
     # one line: json's C encoder (indent= falls back to the pure-Python one, 10x slower on a
     # ~100 kB result); `python -m json.tool` or jq print it indented
     atomic_write_text(written.json_path, json.dumps(result, ensure_ascii=False) + "\n")

@@ -6,9 +6,11 @@ import csv
 import json
 import subprocess
 import sys
+from importlib.resources import files
 from pathlib import Path
 from typing import Any
 
+import jsonschema
 import pydicom
 import pytest
 
@@ -17,8 +19,10 @@ from calcdx.datasets.reader import read_radiograph, study_date
 from calcdx.datasets.simulator import simulate_dataset
 from calcdx.inference.followup import CHANGE_MM, compare_patients, study_results
 from calcdx.training.followup_accuracy import pair_truths, score_followup
+from tests.tools import dciodvfy_errors, require_tool
 
 CALCDX = str(Path(sys.executable).with_name("calcdx"))
+SCHEMA = json.loads(files("calcdx.inference").joinpath("schema/result-v1.json").read_text())
 
 
 def _run(*args: str) -> subprocess.CompletedProcess[str]:
@@ -167,3 +171,27 @@ def test_reader_gives_the_study_date(pairs: Path) -> None:
     path = next(pairs.glob("*_fu.dcm"))
     ds = pydicom.dcmread(path)
     assert read_radiograph(path).study_date == f"{ds.StudyDate[:4]}-{ds.StudyDate[4:6]}-{ds.StudyDate[6:]}"
+
+
+def test_a_study_written_after_its_prior_carries_the_comparison_in_json_and_sr(pairs: Path, tmp_path: Path) -> None:
+    out = tmp_path / "results"
+    priors = [p for p in sorted(pairs.glob("img*.dcm")) if not p.name.endswith("_fu.dcm")]
+    follow_ups = sorted(pairs.glob("*_fu.dcm"))
+    for batch in (priors, follow_ups):  # the prior visit's run, then the follow-up's, into one folder
+        result = _run("predict", *map(str, batch), "--out", str(out), "--no-overlay", "--no-progress")
+        assert result.returncode == 0, result.stderr
+    assert list(out.glob("followup-index-rank0.jsonl"))
+    compared = 0
+    for path in out.glob("1.*.json"):
+        data = json.loads(path.read_text())
+        jsonschema.validate(data, SCHEMA)
+        if not data.get("followup"):
+            continue
+        compared += 1
+        assert all(c["prior_date"] < c["current_date"] == data["study_date"] for c in data["followup"])
+        assert "Follow-up of HADD against the latest prior study" in data["summary"]
+        dump = subprocess.run([require_tool("dsrdump"), "+Pl", str(out / data["outputs"]["sr"])], capture_output=True,
+                              text=True, encoding="latin-1")  # the SR's character set is ISO_IR 100
+        assert dump.returncode == 0 and "Follow-up of HADD" in dump.stdout
+        assert dciodvfy_errors(out / data["outputs"]["sr"]) == []
+    assert compared, "no follow-up study was compared with its prior"
