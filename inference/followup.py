@@ -54,6 +54,8 @@ class Deposit:
     margin: str | None
     probability: float
     operating_point: str
+    site_named: bool = True
+    """False when the tendon head was not sure and the finding kept the body part's generic site."""
 
 
 @dataclass(frozen=True)
@@ -131,7 +133,8 @@ def study_deposits(result: dict[str, Any]) -> StudyDeposits | None:
             key = (_part(image), _side(image), str(finding.get("site") or "site not named"))
             deposit = Deposit(study.study_uid, str(image.get("sop_instance_uid", "")),
                               float(finding["long_axis_mm"]), float(finding["short_axis_mm"]), finding.get("margin"),
-                              float(finding["probability"]), str(finding.get("operating_point", "")))
+                              float(finding["probability"]), str(finding.get("operating_point", "")),
+                              site_named=finding.get("site_probability") is not None)
             if key not in study.deposits or deposit.long_axis_mm > study.deposits[key].long_axis_mm:
                 study.deposits[key] = deposit
     return study
@@ -168,8 +171,22 @@ def compare(prior: StudyDeposits, current: StudyDeposits, region: tuple[str, str
         return []
     before = {key[2]: deposit for key, deposit in prior.deposits.items() if key[:2] == then}
     after = {key[2]: deposit for key, deposit in current.deposits.items() if key[:2] == region}
+    _pair_unnamed(before, after)
     return [_change(prior, current, region, tendon, before.get(tendon), after.get(tendon))
             for tendon in sorted(set(before) | set(after))]
+
+
+def _pair_unnamed(before: dict[str, Deposit], after: dict[str, Deposit]) -> None:
+    """Where each study has one deposit the other lacks and one of the two kept the generic site (the
+    tendon head was not sure), they are one deposit: filed, in both, under the tendon that was named."""
+    only_before, only_after = set(before) - set(after), set(after) - set(before)
+    if len(only_before) != 1 or len(only_after) != 1:
+        return
+    (b,), (a,) = only_before, only_after
+    if not before[b].site_named:
+        before[a] = before.pop(b)
+    elif not after[a].site_named:
+        after[b] = after.pop(a)
 
 
 def _change(prior: StudyDeposits, current: StudyDeposits, region: tuple[str, str], tendon: str,

@@ -99,9 +99,9 @@ def _result(study: str, date: str | None, findings: list[dict[str, Any]], *, sid
                         "findings": findings}]}
 
 
-def _hadd(site: str, long_mm: float, margin: str = "well_defined") -> dict[str, Any]:
+def _hadd(site: str, long_mm: float, margin: str = "well_defined", named: bool = True) -> dict[str, Any]:
     return {"pattern": "hadd", "site": site, "long_axis_mm": long_mm, "short_axis_mm": long_mm / 2, "margin": margin,
-            "probability": 0.9, "operating_point": "definite"}
+            "probability": 0.9, "operating_point": "definite", "site_probability": 0.99 if named else None}
 
 
 def test_comparison_calls_each_tendon_against_the_latest_prior_of_the_same_side() -> None:
@@ -132,6 +132,11 @@ def test_comparison_calls_each_tendon_against_the_latest_prior_of_the_same_side(
     left["images"] += right["images"]  # one prior study of both shoulders
     both_sides = [left, _result("4.3", "2024-03-01", [_hadd(supra, 6.2)], side="", patient="P4")]
     assert not [c for c in compare_patients(both_sides) if c.current_study_uid == "4.3"]
+    # the tendon head named it once and was unsure once (the generic site): still one deposit
+    generic = compare_patients([_result("5.1", "2024-01-01", [_hadd(supra, 6.0)], patient="P5"),
+                                _result("5.2", "2024-03-01", [_hadd("rotator cuff tendon", 3.0, named=False)],
+                                        patient="P5")])
+    assert [(c.tendon, c.status) for c in generic] == [(supra, "smaller")]
     small = compare_patients([_result("2.1", "2024-01-01", [_hadd(supra, 3.0)]),
                               _result("2.2", "2024-02-01", [_hadd(supra, 3.0 + CHANGE_MM - 0.2)])])
     assert small[0].status == "stable"  # under the smallest change that is called
