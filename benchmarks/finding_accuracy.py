@@ -47,7 +47,7 @@ def main() -> None:
         (score / "findings_report.json").write_text(json.dumps(report, indent=1), encoding="utf-8")
         write_tables(score, findings, lesions)
     print(f"\nseed {args.seed}, shipped model, native spacing\n" + format_table(report))
-    print("\nmedian (90th percentile) over the lesions found at 'possible' or above; margin, tendon, location class "
+    print("\nmedian (90th percentile) over the lesions found at 'possible' or above; margin, site, location class "
           "and count: share that agree\n" + "\n".join(measurement_lines(report)))
 
 

@@ -129,7 +129,7 @@ def _identity(batch: list[_Item]) -> list[_Item]:
 
 def _weights_key(identity: dict[str, Any]) -> tuple[str | None, ...]:
     """What makes a result stale: the detection model's weights, and the heads' weights and cards."""
-    heads = [identity.get(name) for name in ("margin_head", "site_head", "extent_head")]
+    heads = [identity.get(name) for name in ("margin_head", "site_head", "extent_head", "cppd_site_head")]
     return (identity.get("weights_sha256"), *(
         f"{h.get('weights_sha256')}/{h.get('card_sha256')}" if isinstance(h, dict) else None for h in heads))
 

@@ -31,9 +31,13 @@ from calcdx.taxonomy import LocationClass, Pattern
 if TYPE_CHECKING:
     from calcdx.inference.extent import ExtentHead
     from calcdx.inference.margin import MarginHead
-    from calcdx.inference.site import SiteHead
+    from calcdx.inference.site import CppdSiteHead, SiteHead
 
 MAX_FINDINGS_PER_PATTERN = 5
+CPPD_TENDON = "tendon"
+"""The CPPD site head's class for crystal deposition in a tendon (location class ``tendon``); its other
+classes are cartilage sites (hyaline cartilage, meniscus, triangular fibrocartilage complex, labrum,
+symphysis: location class ``intra_articular``)."""
 
 TYPICAL_LOCATION: dict[Pattern, LocationClass] = {
     Pattern.HADD: LocationClass.TENDON,
@@ -190,12 +194,14 @@ def operating_point(card: ModelCard, pattern: str, probability: float) -> Operat
 
 def extract_findings(radiograph: Radiograph, card: ModelCard, image_probabilities: np.ndarray,
                      prob_maps: np.ndarray, grid_spacing_mm: float, *, margin_head: MarginHead | None = None,
-                     site_head: SiteHead | None = None, extent_head: ExtentHead | None = None) -> list[Finding]:
+                     site_head: SiteHead | None = None, extent_head: ExtentHead | None = None,
+                     cppd_site_head: CppdSiteHead | None = None) -> list[Finding]:
     """Findings for one image from calibrated image probabilities [C] and maps [C, h, w].  With a
     ``margin_head``, a HADD finding's margin is the head's (else the edge measure's); with a
     ``site_head``, a HADD finding names its tendon where the head is sure enough (else the generic
     site of the body part); with an ``extent_head``, a HADD finding's long and short axis and area are
-    measured on the head's outline (else on ``measure``'s threshold)."""
+    measured on the head's outline (else on ``measure``'s threshold); with a ``cppd_site_head``, a CPPD
+    finding names its cartilage site, or a tendon (location class ``tendon``), where the head is sure enough."""
     findings: list[Finding] = []
     scale = (card.stride * grid_spacing_mm / radiograph.pixel_spacing_mm[0],
              card.stride * grid_spacing_mm / radiograph.pixel_spacing_mm[1])
@@ -240,20 +246,23 @@ def extract_findings(radiograph: Radiograph, card: ModelCard, image_probabilitie
                 # decided on the probability reported, so the result agrees with the card's threshold
                 m = replace(m, margin=margin_head.margin(margin_probability))
             site, site_probability = _SITE_BY_BODY_PART.get((pattern, body or "")), None
-            if site_head is not None and pattern is Pattern.HADD:
-                tendons = site_head.site_probabilities(radiograph.image, m.centroid_px, radiograph.pixel_spacing_mm,
-                                                       body)
+            location = TYPICAL_LOCATION[pattern]
+            head = site_head if pattern is Pattern.HADD else cppd_site_head if pattern is Pattern.CPPD else None
+            if head is not None:
+                sites = head.site_probabilities(radiograph.image, m.centroid_px, radiograph.pixel_spacing_mm, body)
                 # named on the probabilities reported, so the result agrees with the card's threshold
-                named, p_site = site_head.site({name: round(p, 4) for name, p in tendons.items()})
+                named, p_site = head.site({name: round(p, 4) for name, p in sites.items()})
                 if named is not None and p_site is not None:
                     site, site_probability = named, p_site
+                    if pattern is Pattern.CPPD and named == CPPD_TENDON:
+                        location = LocationClass.TENDON
             bbox_px, centroid_px = _on_source_grid(radiograph, m.bbox_px, m.centroid_px)
             findings.append(Finding(
                 pattern=pattern, probability=round(probability, 4), operating_point=op, bbox_px=bbox_px,
                 centroid_px=centroid_px, long_axis_mm=round(m.long_mm, 2), short_axis_mm=round(m.short_mm, 2),
                 area_mm2=round(m.area_mm2, 2), relative_density=round(m.density, 4), margin=m.margin,
                 margin_probability=margin_probability, count=m.count,
-                location_class=TYPICAL_LOCATION[pattern], site=site, site_probability=site_probability,
+                location_class=location, site=site, site_probability=site_probability,
                 body_part=body, morphology=describe_morphology(pattern, m),
                 distribution="clustered" if m.count > 1 else "single",
                 pixel_spacing_mm=radiograph.source_pixel_spacing_mm,

@@ -14,7 +14,8 @@ and ``laterality``):
   when one study has no finding there; a margin that turned ill defined is named, because an
   ill-defined deposit is more often symptomatic [D003_HADD_SYMPTOMATIC].
 
-The thresholds come from simulated pairs (docs/inference.md, ``benchmarks/followup_accuracy.py``).
+The thresholds were set beforehand; on simulated pairs the share of right calls hardly moves with them,
+while the size measurement decides it (docs/inference.md, ``benchmarks/followup_accuracy.py``).
 """
 
 from __future__ import annotations

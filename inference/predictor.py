@@ -19,7 +19,7 @@ from calcdx.inference.crop_head import head_dir
 from calcdx.inference.extent import EXTENT_HEAD_DIR, ExtentHead
 from calcdx.inference.findings import extract_findings, normalise_body_part
 from calcdx.inference.margin import MARGIN_HEAD_DIR, MarginHead
-from calcdx.inference.site import SITE_HEAD_DIR, SiteHead
+from calcdx.inference.site import CPPD_SITE_HEAD_DIR, SITE_HEAD_DIR, CppdSiteHead, SiteHead
 from calcdx.models import shipped_model_dir
 from calcdx.models.apply import GridResult, prepare_for_inference, run_on_grid
 from calcdx.models.checkpoint import load_checkpoint, sha256_file
@@ -94,6 +94,8 @@ class Predictor:
         self.site_head = SiteHead(site_dir) if site_dir.is_dir() else None
         extent_dir = head_dir(self.model_dir, EXTENT_HEAD_DIR)
         self.extent_head = ExtentHead(extent_dir) if extent_dir.is_dir() else None
+        cppd_site_dir = head_dir(self.model_dir, CPPD_SITE_HEAD_DIR)
+        self.cppd_site_head = CppdSiteHead(cppd_site_dir) if cppd_site_dir.is_dir() else None
 
     @property
     def identity(self) -> dict[str, Any]:
@@ -106,6 +108,8 @@ class Predictor:
             identity["site_head"] = self.site_head.identity
         if self.extent_head is not None:
             identity["extent_head"] = self.extent_head.identity
+        if self.cppd_site_head is not None:
+            identity["cppd_site_head"] = self.cppd_site_head.identity
         return identity
 
     @property
@@ -147,7 +151,8 @@ class Predictor:
                                "(e.g. another body region)", **base)
         findings = extract_findings(radiograph, self.card, out.probabilities, out.prob_maps,
                                     self.card.input_spacing_mm, margin_head=self.margin_head,
-                                    site_head=self.site_head, extent_head=self.extent_head)
+                                    site_head=self.site_head, extent_head=self.extent_head,
+                                    cppd_site_head=self.cppd_site_head)
         reason = None
         if out.low_confidence:
             share = float(self.card.ood.get("percentile", 99.0))

@@ -14,6 +14,7 @@ import numpy as np
 from calcdx.inference.crop_head import CropHead
 
 SITE_HEAD_DIR = "site_head"
+CPPD_SITE_HEAD_DIR = "cppd_site_head"
 FIELD_MM = 80.0
 """Side of the field the site head sees: the deposit and the bone landmarks that place it."""
 CROP_SPACING_MM = 0.625
@@ -58,3 +59,13 @@ class SiteHead(CropHead):
         name = max(probabilities, key=probabilities.__getitem__)
         p = probabilities[name]
         return (name, p) if p >= self.card.threshold else (None, None)
+
+
+class CppdSiteHead(SiteHead):
+    """Where a CPPD deposit lies: hyaline cartilage, a fibrocartilage (meniscus, TFCC, labrum, symphysis)
+    or a tendon.  The seed places chondrocalcinosis in hyaline cartilage parallel to the subchondral bone
+    and in fibrocartilage, and CPPD in tendons as linear and delicate; the detection model cannot tell them
+    apart, so without this head every CPPD finding is filed intra-articular and "CPPD in a tendon" never
+    ranks first.  Same network and field as the tendon head."""
+
+    task = "cppd_site"

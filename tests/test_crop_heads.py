@@ -21,16 +21,18 @@ from calcdx.inference.batch import _done_studies
 from calcdx.inference.crop_head import field_crop, head_dir
 from calcdx.inference.extent import EXTENT_HEAD_DIR, ExtentHead, extent_of
 from calcdx.inference.margin import CROP_SPACING_MM, FIELD_MM, MARGIN_HEAD_DIR, MarginHead
-from calcdx.inference.site import SITE_HEAD_DIR, SiteHead
+from calcdx.inference.site import CPPD_SITE_HEAD_DIR, SITE_HEAD_DIR, CppdSiteHead, SiteHead
 from calcdx.models import shipped_model_dir
 from calcdx.training.crop_head import collect_crops
 from calcdx.training.extent_head import extent_metrics, lesion_is_hadd, outline_probabilities
 from calcdx.training.margin_head import CLASSES, lesion_margin, margin_metrics, probabilities_ill_defined
-from calcdx.training.site_head import lesion_site, site_metrics, site_probabilities
+from calcdx.training.site_head import lesion_cppd_site, lesion_site, site_metrics, site_probabilities
 
 CALCDX = str(Path(sys.executable).with_name("calcdx"))
 SITE_ACCURACY_FLOOR = 0.85
 """Tendon accuracy the shipped site head must reach on fresh simulated HADD (1.00 on its validation set)."""
+CPPD_SITE_ACCURACY_FLOOR = 0.8
+"""Accuracy the shipped CPPD site head must reach on fresh simulated CPPD (cartilage site or tendon)."""
 EXTENT_LOG_SD_CEILING = 0.3
 """Spread (sd of the log of found / true long axis) the shipped extent head must stay under on fresh simulated
 HADD; the classical measurement's is 0.44 on detected findings (docs/inference.md)."""
@@ -49,6 +51,50 @@ def hadd_sets(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
                       "--out", str(root / name))
         assert result.returncode == 0, result.stderr
     return root / "train", root / "val"
+
+
+@pytest.fixture(scope="module")
+def cppd_sets(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """Two small simulated CPPD sets (other seeds than the shipped CPPD site head's)."""
+    root = tmp_path_factory.mktemp("cppd")
+    for name, seed, n in (("train", 821, 30), ("val", 822, 40)):
+        result = _run("simulate", "--n", str(n), "--patterns", "cppd", "--seed", str(seed), "--workers", "2",
+                      "--out", str(root / name))
+        assert result.returncode == 0, result.stderr
+    return root / "train", root / "val"
+
+
+def test_cppd_site_head_files_tendon_deposits_as_tendon(cppd_sets: tuple[Path, Path], tmp_path: Path) -> None:
+    train, val = cppd_sets
+    shipped = CppdSiteHead(head_dir(None, CPPD_SITE_HEAD_DIR))
+    rows = read_manifest(val / "manifest.csv")
+    crops = collect_crops(rows, lesion_cppd_site, shipped.card.classes, field_mm=shipped.card.field_mm,
+                          crop_spacing_mm=shipped.card.crop_spacing_mm, per_lesion=1)
+    assert crops.lesions >= 10 and "tendon" in shipped.card.classes
+    probabilities = site_probabilities(shipped.net, crops, shipped.card.classes, shipped.card.classes_by_body_part)
+    assert site_metrics(crops, probabilities, shipped.card.threshold)["accuracy"] >= CPPD_SITE_ACCURACY_FLOOR
+
+    model = tmp_path / "model"
+    shutil.copytree(shipped_model_dir(), model, ignore=shutil.ignore_patterns(CPPD_SITE_HEAD_DIR))
+    result = _run("train-head", "cppd-site", str(train / "manifest.csv"), "--val", str(val / "manifest.csv"),
+                  "--out", str(model / CPPD_SITE_HEAD_DIR), "--epochs", "1", "--width", "4", "--crops-per-lesion", "1")
+    assert result.returncode == 0, result.stderr
+    card = json.loads((model / CPPD_SITE_HEAD_DIR / "head_card.json").read_text())
+    assert card["task"] == "cppd_site" and "tendon" in card["classes"]
+    predictor = Predictor(model)
+    assert predictor.identity["cppd_site_head"]["weights_sha256"] == card["weights_sha256"]
+    out = tmp_path / "results"
+    images = [str(r.path) for r in rows if r.labels][:4]
+    assert _run("predict", *images, "--out", str(out), "--model", str(model), "--no-progress", "--no-sr",
+                "--no-overlay").returncode == 0
+    cppd = [f for p in out.glob("1.*.json") for im in json.loads(p.read_text())["images"] for f in im["findings"]
+            if f["pattern"] == "cppd"]
+    assert cppd
+    for finding in cppd:  # a named site decides the location class; a generic one keeps intra-articular
+        named = finding["site_probability"] is not None
+        assert (finding["location_class"] == "tendon") == (named and finding["site"] == "tendon")
+        if named:
+            assert finding["site"] in card["classes"] and finding["site_probability"] >= card["threshold"]
 
 
 def test_crop_is_centred_on_the_deposit_at_the_head_spacing() -> None:
@@ -73,6 +119,9 @@ def test_lesion_labels_come_from_the_annotations() -> None:
     assert lesion_margin({"kind": "cppd", "margin": "ill_defined"}) == "ill_defined"
     assert lesion_margin({"kind": "hadd", "variant": "formative_resting", "margin": "ill_defined"}) == "ill_defined"
     assert lesion_margin({"kind": "phlebolith", "variant": "single"}) is None
+    assert lesion_cppd_site({"kind": "cppd", "location_class": "tendon", "site": "patellar tendon"}) == "tendon"
+    assert lesion_cppd_site({"kind": "cppd", "location_class": "intra_articular", "site": "meniscus"}) == "meniscus"
+    assert lesion_cppd_site({"kind": "hadd", "site": "supraspinatus tendon"}) is None
     assert lesion_site({"kind": "hadd", "site": "supraspinatus tendon"}) == "supraspinatus tendon"
     assert lesion_site({"kind": "cppd", "site": "hyaline cartilage"}) is None
 

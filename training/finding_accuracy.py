@@ -33,6 +33,7 @@ import numpy as np
 
 from calcdx.datasets.manifest import ManifestRow, load_annotations
 from calcdx.errors import ManifestError
+from calcdx.inference.findings import CPPD_TENDON
 from calcdx.taxonomy import PATTERNS
 
 DEFAULT_TOLERANCE_MM = 5.0
@@ -41,6 +42,9 @@ EXPECTED_MARGIN: dict[str, str] = {"formative_resting": "well_defined", "resorpt
 """The margin a HADD deposit of each simulated variant should be reported with (seed: formative and
 resting phases dense, homogeneous and well defined; resorptive fluffy and ill defined)."""
 
+
+SITE_HEAD_KINDS = frozenset({"hadd", "cppd"})
+"""Patterns whose findings a site head names (HADD: the tendon; CPPD: cartilage site or tendon)."""
 
 @dataclass(frozen=True)
 class TruthLesion:
@@ -57,6 +61,13 @@ class TruthLesion:
     visibility: str | None
     count: int | None
     site: str | None = None
+
+    @property
+    def named_site(self) -> str | None:
+        """The site a site head should name: HADD's tendon; for CPPD its cartilage site, or ``tendon``."""
+        if self.kind == "cppd" and self.location_class == "tendon":
+            return CPPD_TENDON
+        return self.site if self.kind in SITE_HEAD_KINDS else None
 
     @classmethod
     def from_dict(cls, record: dict[str, Any], source: Path) -> TruthLesion:
@@ -194,9 +205,10 @@ def score_image(image: str, findings: Sequence[dict[str, Any]], lesions: Sequenc
             location_agrees=None if hit is None or les.location_class is None
             else hit.get("location_class") == les.location_class,
             margin_agrees=None if hit is None or expected_margin is None else hit.get("margin") == expected_margin,
-            site_named=None if hit is None or les.kind != "hadd" else hit.get("site_probability") is not None,
-            site_agrees=None if hit is None or les.site is None or hit.get("site_probability") is None
-            else hit.get("site") == les.site,
+            site_named=None if hit is None or les.kind not in SITE_HEAD_KINDS
+            else hit.get("site_probability") is not None,
+            site_agrees=None if hit is None or les.named_site is None or hit.get("site_probability") is None
+            else hit.get("site") == les.named_site,
             truth_count=les.count, found_count=None if hit is None else hit.get("count"), image_status=status,
             body_part=body_part))
     return scored, truth

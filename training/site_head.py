@@ -20,6 +20,7 @@ import numpy as np
 from calcdx.datasets.manifest import ManifestRow, load_annotations
 from calcdx.errors import CalcdxError
 from calcdx.inference.crop_head import HeadCard
+from calcdx.inference.findings import CPPD_TENDON
 from calcdx.inference.site import CROP_SPACING_MM, FIELD_MM, allowed_mask, masked_softmax
 from calcdx.training.crop_head import (
     Crops,
@@ -42,14 +43,26 @@ def lesion_site(record: dict[str, Any]) -> str | None:
     return str(site) if record.get("kind") == "hadd" and site else None
 
 
-def site_classes(rows: Sequence[ManifestRow]) -> list[str]:
-    """Every HADD site in the annotations of ``rows``, sorted."""
+def lesion_cppd_site(record: dict[str, Any]) -> str | None:
+    """Where a CPPD lesion lies: ``tendon`` for one in a tendon (location class ``tendon``), else its
+    cartilage ``site`` (hyaline cartilage, meniscus, ...); None for other lesions."""
+    if record.get("kind") != "cppd":
+        return None
+    if record.get("location_class") == "tendon":
+        return CPPD_TENDON
+    site = record.get("site")
+    return str(site) if site else None
+
+
+def site_classes(rows: Sequence[ManifestRow], label_of: Callable[[dict[str, Any]], str | None] = lesion_site
+                 ) -> list[str]:
+    """Every site ``label_of`` gives in the annotations of ``rows``, sorted."""
     names: set[str] = set()
     for row in rows:
         if row.annotations is None:
             continue
         try:
-            names.update(s for s in map(lesion_site, load_annotations(row.annotations)) if s)
+            names.update(s for s in map(label_of, load_annotations(row.annotations)) if s)
         except CalcdxError:
             continue
     return sorted(names)
@@ -87,12 +100,13 @@ def site_metrics(crops: Crops, probabilities: np.ndarray, threshold: float) -> d
 
 def train_site_head(train_rows: Sequence[ManifestRow], val_rows: Sequence[ManifestRow], out_dir: str | Path, *,
                     epochs: int = 20, width: int = 8, seed: int = 0, per_lesion: int = 4,
-                    provenance: dict[str, Any] | None = None,
+                    provenance: dict[str, Any] | None = None, pattern: str = "hadd",
                     log: Callable[[str], None] = logger.info) -> tuple[Path, dict[str, Any]]:
     """Collect crops, train, choose the threshold on ``val_rows`` and save; returns the folder and the
-    validation metrics."""
-    classes = site_classes(train_rows)
-    train, val = training_and_validation_crops(train_rows, val_rows, lesion_site, classes, field_mm=FIELD_MM,
+    validation metrics.  ``pattern``: ``hadd`` (the tendon) or ``cppd`` (cartilage site or tendon)."""
+    label_of = lesion_cppd_site if pattern == "cppd" else lesion_site
+    classes = site_classes(train_rows, label_of)
+    train, val = training_and_validation_crops(train_rows, val_rows, label_of, classes, field_mm=FIELD_MM,
                                                crop_spacing_mm=CROP_SPACING_MM, per_lesion=per_lesion, seed=seed,
                                                log=log)
     by_body: dict[str, set[str]] = defaultdict(set)
@@ -110,10 +124,11 @@ def train_site_head(train_rows: Sequence[ManifestRow], val_rows: Sequence[Manife
     metrics = {"crops": site_metrics(val, probabilities, threshold),
                "centred_crops": site_metrics(centred, probabilities[::per_lesion], threshold),
                "lesions": val.lesions, "target_precision": TARGET_PRECISION}
-    card = HeadCard(name="calcdx-hadd-site", version="1", task="site", width=width, field_mm=FIELD_MM,
-                    crop_spacing_mm=CROP_SPACING_MM, classes=classes, threshold=round(threshold, 6),
-                    classes_by_body_part=by_body_part,
+    what = "cartilage site or tendon of CPPD findings" if pattern == "cppd" else "tendon of HADD findings"
+    card = HeadCard(name=f"calcdx-{pattern}-site", version="1", task="cppd_site" if pattern == "cppd" else "site",
+                    width=width, field_mm=FIELD_MM, crop_spacing_mm=CROP_SPACING_MM, classes=classes,
+                    threshold=round(threshold, 6), classes_by_body_part=by_body_part,
                     training=card_training(train, epochs, seed, provenance), validation=metrics,
-                    intended_use="The tendon of HADD findings; trained and validated on the calcdx simulator's "
-                                 "phantoms only. Research software, not a medical device.")
+                    intended_use=f"The {what}; trained and validated on the calcdx simulator's phantoms only. "
+                                 "Research software, not a medical device.")
     return save_head(out_dir, net, card), metrics

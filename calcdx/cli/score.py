@@ -46,8 +46,9 @@ def run(args: argparse.Namespace) -> int:
     (out / "findings_report.json").write_text(json.dumps(report, indent=1), encoding="utf-8")
     write_tables(out, findings, lesions)
     print(format_table(report))
-    print("median (90th percentile) over the lesions found at 'possible' or above; margin, tendon, location class "
-          "and count: share that agree\n" + "\n".join(measurement_lines(report)))
+    print("median (90th percentile) over the lesions found at 'possible' or above; margin, site (HADD: tendon; "
+          "CPPD: cartilage or tendon), location class and count: share that agree\n"
+          + "\n".join(measurement_lines(report)))
     print(f"report written to {out}")
     return 0
 
@@ -82,7 +83,7 @@ def measurement_lines(report: dict[str, Any]) -> list[str]:
         return "-" if value is None else f"{value:.2f}"
 
     lines = [f"{'pattern':24s} {'long found/true':>16s} {'short found/true':>17s} {'centroid mm':>13s} "
-             f"{'margin':>6s} {'tendon named/right':>18s} {'location':>8s} {'count':>5s}"]
+             f"{'margin':>6s} {'site named/right':>18s} {'location':>8s} {'count':>5s}"]
     for name, p in report["per_pattern"].items():
         m = p["measurement"]
         lines.append(f"{name:24s} {q(m['long_axis_ratio']):>16s} {q(m['short_axis_ratio']):>17s} "

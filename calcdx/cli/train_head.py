@@ -14,16 +14,18 @@ def register(subparsers: Any) -> None:
                     "'margin' (well defined: formative or resting phase; ill defined: resorptive; label: the "
                     "annotation's 'margin', else what its simulated 'variant' implies) or 'site' (the tendon; "
                     "label: the annotation's 'site') or 'extent' (the deposit's outline, whence its long and short "
-                    "axis and area; label: the lesion's 'mask' file). The threshold is chosen on the validation "
-                    "manifests. 'calcdx predict' uses the folder written (model.safetensors + head_card.json) when "
-                    "it is placed as margin_head/, site_head/ or extent_head/ inside a model folder.",
+                    "axis and area; label: the lesion's 'mask' file), or for CPPD 'cppd-site' (hyaline cartilage, a "
+                    "fibrocartilage or a tendon; label: the CPPD lesion's 'site' and 'location_class'). The "
+                    "threshold is chosen on the validation manifests. 'calcdx predict' uses the folder written "
+                    "(model.safetensors + head_card.json) when it is placed as margin_head/, site_head/, "
+                    "extent_head/ or cppd_site_head/ inside a model folder.",
         epilog="example:\n  calcdx simulate --n 2400 --patterns hadd --seed 6001 --workers 2 --out hadd_train/\n"
                "  calcdx simulate --n 200 --patterns hadd --seed 5151 --out hadd_val/\n"
                "  calcdx train-head margin hadd_train/manifest.csv --val hadd_val/manifest.csv "
                "--out my_model/margin_head\n"
                "  calcdx train-head site hadd_train/manifest.csv --val hadd_val/manifest.csv --out my_model/site_head",
         formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("task", choices=("margin", "site", "extent"), help="which head")
+    parser.add_argument("task", choices=("margin", "site", "extent", "cppd-site"), help="which head")
     parser.add_argument("manifest", nargs="+", help="training manifest CSVs whose rows have an 'annotations' file")
     parser.add_argument("--val", required=True, nargs="+", metavar="MANIFEST",
                         help="validation manifests (other patients)")
@@ -72,9 +74,10 @@ def run(args: argparse.Namespace) -> int:
     else:
         from calcdx.training.site_head import train_site_head
 
-        out, metrics = train_site_head(train_rows, val_rows, args.out, **kw)
+        out, metrics = train_site_head(train_rows, val_rows, args.out,
+                                       pattern="cppd" if args.task == "cppd-site" else "hadd", **kw)
         m = metrics["centred_crops"]
-        print(f"validation ({metrics['lesions']} lesions, centred crops): accuracy {m['accuracy']}; tendon named "
+        print(f"validation ({metrics['lesions']} lesions, centred crops): accuracy {m['accuracy']}; site named "
               f"for {m['named_share']} of them, right in {m['named_precision']}; per body part "
               + ", ".join(f"{b} {v['accuracy']} (n={v['n']})" for b, v in m["per_body_part"].items()))
     print(f"head written to {out}")
