@@ -42,26 +42,25 @@ def _run(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([CALCDX, *args], capture_output=True, text=True, timeout=600)
 
 
-@pytest.fixture(scope="module")
-def hadd_sets(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    """Two small simulated HADD sets (other seeds than the shipped heads' training and validation sets)."""
-    root = tmp_path_factory.mktemp("hadd")
-    for name, seed, n in (("train", 811, 24), ("val", 812, 40)):
-        result = _run("simulate", "--n", str(n), "--patterns", "hadd", "--seed", str(seed), "--workers", "2",
+def _train_and_val(root: Path, pattern: str, seeds: tuple[int, int], sizes: tuple[int, int]) -> tuple[Path, Path]:
+    """A small simulated training and validation set of one pattern, through the CLI."""
+    for name, seed, n in zip(("train", "val"), seeds, sizes, strict=True):
+        result = _run("simulate", "--n", str(n), "--patterns", pattern, "--seed", str(seed), "--workers", "2",
                       "--out", str(root / name))
         assert result.returncode == 0, result.stderr
     return root / "train", root / "val"
+
+
+@pytest.fixture(scope="module")
+def hadd_sets(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """Two small simulated HADD sets (other seeds than the shipped heads' training and validation sets)."""
+    return _train_and_val(tmp_path_factory.mktemp("hadd"), "hadd", (811, 812), (24, 40))
 
 
 @pytest.fixture(scope="module")
 def cppd_sets(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     """Two small simulated CPPD sets (other seeds than the shipped CPPD site head's)."""
-    root = tmp_path_factory.mktemp("cppd")
-    for name, seed, n in (("train", 821, 30), ("val", 822, 40)):
-        result = _run("simulate", "--n", str(n), "--patterns", "cppd", "--seed", str(seed), "--workers", "2",
-                      "--out", str(root / name))
-        assert result.returncode == 0, result.stderr
-    return root / "train", root / "val"
+    return _train_and_val(tmp_path_factory.mktemp("cppd"), "cppd", (821, 822), (30, 40))
 
 
 def test_cppd_site_head_files_tendon_deposits_as_tendon(cppd_sets: tuple[Path, Path], tmp_path: Path) -> None:
