@@ -24,6 +24,7 @@ import csv
 import datetime as dt
 import json
 import os
+import threading
 from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -285,28 +286,57 @@ def index_line(study: StudyDeposits) -> str:
 
 
 def read_index(out_dir: str | Path) -> list[StudyDeposits]:
-    """The studies of every index file in ``out_dir`` (the last line of a study wins; bad lines are skipped)."""
+    """The studies of every index file in ``out_dir`` (the last line of a study wins; bad lines are skipped).
+
+    Each file is parsed once per process: later calls read only the lines appended since (a batch asks
+    once per study, so reading whole files would cost the square of the folder's size)."""
     studies: dict[str, StudyDeposits] = {}
-    for path in sorted(Path(out_dir).glob(INDEX_GLOB)):
-        for line in path.read_text(encoding="utf-8").splitlines():
-            try:
-                data = json.loads(line)
-                study = StudyDeposits(str(data["study_uid"]), str(data["patient_id"]),
-                                      dt.date.fromisoformat(data["date"]),
-                                      frozenset((str(p), str(s)) for p, s in data["imaged"]))
-                for part, side, tendon, deposit in data["deposits"]:
-                    study.deposits[(str(part), str(side), str(tendon))] = Deposit(**deposit)
-            except (ValueError, KeyError, TypeError):
-                continue
-            studies[study.study_uid] = study
+    with _INDEX_LOCK:
+        for path in sorted(Path(out_dir).glob(INDEX_GLOB)):
+            offset, known = _INDEX_CACHE.get(path, (0, {}))
+            with open(path, "rb") as fh:
+                fh.seek(0, os.SEEK_END)
+                if fh.tell() < offset:  # replaced or cut short: read it again
+                    offset, known = 0, {}
+                fh.seek(offset)
+                tail = fh.read()
+            complete = tail[:tail.rfind(b"\n") + 1]  # a line still being written waits for the next call
+            for line in complete.decode("utf-8", "replace").splitlines():
+                study = _parse_index_line(line)
+                if study is not None:
+                    known[study.study_uid] = study
+            _INDEX_CACHE[path] = (offset + len(complete), known)
+            studies.update(known)
     return list(studies.values())
 
 
+_INDEX_CACHE: dict[Path, tuple[int, dict[str, StudyDeposits]]] = {}
+_INDEX_LOCK = threading.Lock()
+
+
+def _parse_index_line(line: str) -> StudyDeposits | None:
+    try:
+        data = json.loads(line)
+        study = StudyDeposits(str(data["study_uid"]), str(data["patient_id"]), dt.date.fromisoformat(data["date"]),
+                              frozenset((str(p), str(s)) for p, s in data["imaged"]))
+        for part, side, tendon, deposit in data["deposits"]:
+            study.deposits[(str(part), str(side), str(tendon))] = Deposit(**deposit)
+    except (ValueError, KeyError, TypeError):
+        return None
+    return study
+
+
 def append_to_index(out_dir: str | Path, study: StudyDeposits) -> None:
-    """Add ``study`` to this rank's index file (one short line, appended)."""
+    """Add ``study`` to this rank's index file (one short line, appended; after a line a killed run left
+    unfinished, on a line of its own)."""
     rank = int(os.environ.get("RANK", "0") or 0)
-    with open(Path(out_dir) / f"followup-index-rank{rank}.jsonl", "a", encoding="utf-8") as fh:
-        fh.write(index_line(study) + "\n")
+    with open(Path(out_dir) / f"followup-index-rank{rank}.jsonl", "a+b") as fh:
+        end = fh.seek(0, os.SEEK_END)
+        torn = False
+        if end:
+            fh.seek(end - 1)
+            torn = fh.read(1) != b"\n"
+        fh.write((("\n" if torn else "") + index_line(study) + "\n").encode("utf-8"))  # appends at the end
 
 
 def study_results(folders: Iterable[str | Path]) -> Iterator[dict[str, Any]]:

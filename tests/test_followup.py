@@ -17,7 +17,15 @@ import pytest
 from calcdx.datasets.manifest import read_manifest
 from calcdx.datasets.reader import read_radiograph, study_date
 from calcdx.datasets.simulator import simulate_dataset
-from calcdx.inference.followup import CHANGE_MM, compare_patients, study_results
+from calcdx.inference.followup import (
+    CHANGE_MM,
+    against_priors,
+    append_to_index,
+    compare_patients,
+    read_index,
+    study_deposits,
+    study_results,
+)
 from calcdx.training.followup_accuracy import pair_truths, score_followup
 from tests.tools import dciodvfy_errors, require_tool
 
@@ -200,3 +208,19 @@ def test_a_study_written_after_its_prior_carries_the_comparison_in_json_and_sr(p
         assert dump.returncode == 0 and "Follow-up of HADD" in dump.stdout
         assert dciodvfy_errors(out / data["outputs"]["sr"]) == []
     assert compared, "no follow-up study was compared with its prior"
+
+
+def test_the_index_is_read_incrementally_and_survives_a_torn_line(tmp_path: Path) -> None:
+    first = study_deposits(_result("6.1", "2024-01-01", [_hadd("supraspinatus tendon", 6.0)], patient="P6"))
+    second = study_deposits(_result("6.2", "2024-05-01", [_hadd("supraspinatus tendon", 9.0)], patient="P6"))
+    assert first is not None and second is not None
+    append_to_index(tmp_path, first)
+    assert [s.study_uid for s in read_index(tmp_path)] == ["6.1"]
+    index = next(tmp_path.glob("followup-index-rank*.jsonl"))
+    with open(index, "a", encoding="utf-8") as fh:
+        fh.write('{"study_uid": "6.9", "patien')  # a line a killed run left unfinished
+    assert [s.study_uid for s in read_index(tmp_path)] == ["6.1"]
+    append_to_index(tmp_path, second)  # on a line of its own
+    studies = {s.study_uid: s for s in read_index(tmp_path)}
+    assert sorted(studies) == ["6.1", "6.2"]
+    assert against_priors(studies["6.2"], studies.values())[0].status == "larger"
