@@ -33,7 +33,7 @@ from calcdx.datasets.radiograph import Radiograph
 from calcdx.datasets.reader import read_radiographs
 from calcdx.errors import CalcdxError
 from calcdx.inference.followup import compare_patients, write_followup
-from calcdx.inference.predictor import ImageResult, Predictor, preprocessing_percentiles
+from calcdx.inference.predictor import HEAD_NAMES, ImageResult, Predictor, preprocessing_percentiles
 from calcdx.inference.study import atomic_write_text, finalize_study, safe_name
 from calcdx.models.apply import GridResult
 
@@ -129,7 +129,7 @@ def _identity(batch: list[_Item]) -> list[_Item]:
 
 def _weights_key(identity: dict[str, Any]) -> tuple[str | None, ...]:
     """What makes a result stale: the detection model's weights, and the heads' weights and cards."""
-    heads = [identity.get(name) for name in ("margin_head", "site_head", "extent_head", "cppd_site_head")]
+    heads = [identity.get(name) for name in HEAD_NAMES]
     return (identity.get("weights_sha256"), *(
         f"{h.get('weights_sha256')}/{h.get('card_sha256')}" if isinstance(h, dict) else None for h in heads))
 

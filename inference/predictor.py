@@ -6,7 +6,7 @@ import logging
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import torch
@@ -15,7 +15,7 @@ from calcdx.datasets.radiograph import Radiograph
 from calcdx.datasets.transforms import to_model_grid
 from calcdx.devices import resolve_device
 from calcdx.findings import Finding
-from calcdx.inference.crop_head import head_dir
+from calcdx.inference.crop_head import CropHead, head_dir
 from calcdx.inference.extent import EXTENT_HEAD_DIR, ExtentHead
 from calcdx.inference.findings import extract_findings, normalise_body_part
 from calcdx.inference.margin import MARGIN_HEAD_DIR, MarginHead
@@ -60,6 +60,18 @@ class ImageResult:
         }
 
 
+HEAD_NAMES: tuple[str, ...] = (MARGIN_HEAD_DIR, SITE_HEAD_DIR, EXTENT_HEAD_DIR, CPPD_SITE_HEAD_DIR)
+"""The crop heads: each one's folder in a model folder, ``Predictor`` attribute and key in the identity."""
+
+Head = TypeVar("Head", bound=CropHead)
+
+
+def _optional_head(cls: type[Head], model_dir: Path, name: str) -> Head | None:
+    """The head ``name`` of ``model_dir`` (else the shipped one), None when neither folder exists."""
+    folder = head_dir(model_dir, name)
+    return cls(folder) if folder.is_dir() else None
+
+
 class Predictor:
     """Loads a model directory (``model.safetensors`` + ``model_card.json``), verifying its sha256.
 
@@ -89,27 +101,20 @@ class Predictor:
         self.card = loaded.card
         self.device = device
         self.weights_sha256 = sha256_file(self.model_dir / "model.safetensors")
-        margin_dir, site_dir = head_dir(self.model_dir, MARGIN_HEAD_DIR), head_dir(self.model_dir, SITE_HEAD_DIR)
-        self.margin_head = MarginHead(margin_dir) if margin_dir.is_dir() else None
-        self.site_head = SiteHead(site_dir) if site_dir.is_dir() else None
-        extent_dir = head_dir(self.model_dir, EXTENT_HEAD_DIR)
-        self.extent_head = ExtentHead(extent_dir) if extent_dir.is_dir() else None
-        cppd_site_dir = head_dir(self.model_dir, CPPD_SITE_HEAD_DIR)
-        self.cppd_site_head = CppdSiteHead(cppd_site_dir) if cppd_site_dir.is_dir() else None
+        self.margin_head = _optional_head(MarginHead, self.model_dir, MARGIN_HEAD_DIR)
+        self.site_head = _optional_head(SiteHead, self.model_dir, SITE_HEAD_DIR)
+        self.extent_head = _optional_head(ExtentHead, self.model_dir, EXTENT_HEAD_DIR)
+        self.cppd_site_head = _optional_head(CppdSiteHead, self.model_dir, CPPD_SITE_HEAD_DIR)
 
     @property
     def identity(self) -> dict[str, Any]:
         """Model identity recorded in every result (name, version, weights hash; the heads')."""
         identity: dict[str, Any] = {"name": self.card.name, "version": self.card.version,
                                     "weights_sha256": self.weights_sha256, "architecture": self.card.architecture}
-        if self.margin_head is not None:
-            identity["margin_head"] = self.margin_head.identity
-        if self.site_head is not None:
-            identity["site_head"] = self.site_head.identity
-        if self.extent_head is not None:
-            identity["extent_head"] = self.extent_head.identity
-        if self.cppd_site_head is not None:
-            identity["cppd_site_head"] = self.cppd_site_head.identity
+        for name in HEAD_NAMES:
+            head = getattr(self, name)
+            if head is not None:
+                identity[name] = head.identity
         return identity
 
     @property
