@@ -3,7 +3,8 @@
 Only headers are read (no pixel data).  Files that are not DICOM, or DICOMDIR entries
 pointing outside the DICOMDIR's root, are skipped and reported with their error; the
 rest is grouped by StudyInstanceUID, with series and instances in a stable order
-(SeriesNumber, InstanceNumber, then path).
+(SeriesNumber, InstanceNumber, then path).  Each study keeps its Patient ID and date, so a
+batch can put a patient's studies in date order (a follow-up is compared with its prior).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from pathlib import Path
 from pydicom.dataset import Dataset
 from pydicom.fileset import FileSet
 
-from calcdx.datasets.reader import header_only, open_dicom
+from calcdx.datasets.reader import header_only, open_dicom, study_date
 from calcdx.errors import CalcdxError, CorruptDicomError, InputError, NotDicomError
 
 logger = logging.getLogger(__name__)
@@ -49,6 +50,8 @@ class Study:
     study_uid: str
     instances: list[Instance] = field(default_factory=list)
     patient_id: str | None = None
+    study_date: str | None = None
+    """ISO ``YYYY-MM-DD`` (Study Date, else Series, Acquisition or Content Date of its first file)."""
 
     @property
     def paths(self) -> list[Path]:
@@ -191,7 +194,10 @@ def discover(paths: Sequence[str | os.PathLike[str]]) -> DiscoveryResult:
         if str(ds.get("SOPClassUID", "")) == MEDIA_STORAGE_DIRECTORY:
             continue
         study_uid = str(ds.get("StudyInstanceUID", "") or "") or f"no-study-uid:{path.parent}"
-        study = studies.setdefault(study_uid, Study(study_uid, patient_id=str(ds.get("PatientID", "")) or None))
+        study = studies.get(study_uid)
+        if study is None:
+            study = studies[study_uid] = Study(study_uid, patient_id=str(ds.get("PatientID", "")) or None,
+                                               study_date=study_date(ds))
         study.instances.append(
             Instance(
                 path=path,

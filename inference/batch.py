@@ -6,9 +6,11 @@ study before.  Memory stays flat: at most two studies are held.  Results are wri
 atomically, the study JSON last; a re-run skips every study whose JSON exists for the same
 model weights (sha256, the heads' weights and cards too) and redoes the rest, so a killed batch loses nothing and
 duplicates nothing.  Unreadable or refused files go to ``failures.csv`` (code and reason)
-and never stop the batch.  Under ``torchrun`` (RANK / WORLD_SIZE set) studies are sharded
-by rank; every rank writes its own study files and ``failures-rank<R>.csv``, and rank 0
-merges ``summary.csv`` and ``failures.csv`` once all ranks are done.
+and never stop the batch.  Studies are analysed oldest first, so a follow-up is written after
+its prior and carries the comparison in its JSON and SR.  Under ``torchrun`` (RANK / WORLD_SIZE
+set) studies are sharded by patient (every study of one patient on one rank); every rank writes
+its own study files and ``failures-rank<R>.csv``, and rank 0 merges ``summary.csv`` and
+``failures.csv`` once all ranks are done.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import json
 import logging
 import os
 import time
+import zlib
 from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
@@ -28,7 +31,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from calcdx.datasets.discovery import Instance, discover
+from calcdx.datasets.discovery import Instance, Study, discover
 from calcdx.datasets.radiograph import Radiograph
 from calcdx.datasets.reader import read_radiographs
 from calcdx.errors import CalcdxError
@@ -252,6 +255,19 @@ def model_threads(workers: int, current: int) -> int:
     return max(1, len(os.sched_getaffinity(0)) - workers)
 
 
+def shard_studies(studies: Sequence[Study], rank: int, world: int) -> list[Study]:
+    """The studies rank ``rank`` of ``world`` analyses, in the order it analyses them.
+
+    Every study of one patient goes to the same rank (CRC-32 of the Patient ID; a study without
+    one by its place in the list), and a rank takes its studies oldest first (undated ones first,
+    otherwise in the order found), so a patient's follow-up is always written after its prior."""
+    def owner(index: int, study: Study) -> int:
+        return (zlib.crc32(study.patient_id.encode("utf-8")) if study.patient_id else index) % world
+
+    mine = [s for i, s in enumerate(studies) if owner(i, s) == rank]
+    return sorted(mine, key=lambda s: s.study_date or "")
+
+
 def _run_batch(paths: Sequence[str | Path], out_dir: str | Path, predictor: Predictor, *, workers: int,
                context: Any, write_sr: bool, write_overlays: bool, default_spacing_mm: float | None,
                progress: bool) -> BatchReport:
@@ -268,7 +284,7 @@ def _run_batch(paths: Sequence[str | Path], out_dir: str | Path, predictor: Pred
             failures = {r["path"]: r for r in csv.DictReader(fh)}
     for path, error in found.skipped:
         failures[str(path)] = {"path": str(path), "study_instance_uid": "", "code": error.code, "reason": error.reason}
-    studies = [s for i, s in enumerate(found.studies) if i % world == rank]
+    studies = shard_studies(found.studies, rank, world)
     done = _done_studies(out, predictor.identity)
     todo = [s for s in studies if s.study_uid not in done]
     report.n_studies_skipped = len(studies) - len(todo)

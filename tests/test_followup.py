@@ -26,6 +26,7 @@ from calcdx.inference.followup import (
     study_deposits,
     study_results,
 )
+from calcdx.inference.study import safe_name
 from calcdx.training.followup_accuracy import pair_truths, score_followup
 from tests.tools import dciodvfy_errors, require_tool
 
@@ -224,3 +225,41 @@ def test_the_index_is_read_incrementally_and_survives_a_torn_line(tmp_path: Path
     studies = {s.study_uid: s for s in read_index(tmp_path)}
     assert sorted(studies) == ["6.1", "6.2"]
     assert against_priors(studies["6.2"], studies.values())[0].status == "larger"
+
+
+def test_a_batch_takes_each_patient_oldest_first_and_keeps_a_patient_on_one_rank() -> None:
+    from calcdx.datasets.discovery import Study
+    from calcdx.inference.batch import shard_studies
+
+    studies = [Study(uid, patient_id=patient, study_date=date) for uid, patient, date in (
+        ("a2", "A", "2024-06-01"), ("b1", "B", "2023-01-01"), ("a1", "A", "2024-01-01"), ("x", None, None),
+        ("b2", "B", "2023-02-01"), ("c1", "C", "2022-01-01"))]
+    assert [s.study_uid for s in shard_studies(studies, 0, 1)] == ["x", "c1", "b1", "b2", "a1", "a2"]
+    ranks = [shard_studies(studies, rank, 3) for rank in range(3)]
+    assert sorted(s.study_uid for rank in ranks for s in rank) == sorted(s.study_uid for s in studies)
+    for patient in "ABC":
+        assert sum(any(s.patient_id == patient for s in rank) for rank in ranks) == 1
+    for rank in ranks:
+        dates = [s.study_date or "" for s in rank]
+        assert dates == sorted(dates)
+
+
+def test_a_follow_up_listed_before_its_prior_still_carries_the_comparison(pairs: Path, tmp_path: Path) -> None:
+    """One run over both visits, the follow-ups named first: the batch writes each prior first, so every
+    comparison in ``followup.json`` is also in the follow-up's own JSON and SR."""
+    out = tmp_path / "results"
+    follow_ups = sorted(pairs.glob("*_fu.dcm"))
+    priors = [p for p in sorted(pairs.glob("img*.dcm")) if not p.name.endswith("_fu.dcm")]
+    result = _run("predict", *map(str, follow_ups + priors), "--out", str(out), "--no-overlay", "--no-progress")
+    assert result.returncode == 0, result.stderr
+    merged = json.loads((out / "followup.json").read_text())["comparisons"]
+    assert merged
+    by_study: dict[str, int] = {}
+    for change in merged:
+        by_study[change["current_study_uid"]] = by_study.get(change["current_study_uid"], 0) + 1
+    for study_uid, n in by_study.items():
+        data = json.loads((out / f"{safe_name(study_uid)}.json").read_text())
+        assert len(data["followup"]) == n, study_uid
+        dump = subprocess.run([require_tool("dsrdump"), "+Pl", str(out / data["outputs"]["sr"])], capture_output=True,
+                              text=True, encoding="latin-1")
+        assert "Follow-up of HADD" in dump.stdout
