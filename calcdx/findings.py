@@ -78,6 +78,10 @@ class Finding:
         morphology: shape descriptors (``Morphology`` values).
         distribution: "single", "clustered", "diffuse" or "symmetric"; None when unknown.
         pixel_spacing_mm: (row, col) spacing used for the mm values.
+        outline_px: closed polygon, (row, col) source-image pixels (centres at integers), first point not
+            repeated, around what the size was measured on (the deposit's border, or the convex hull of
+            its pieces); empty when not measured.
+        long_axis_px: the long axis' two ends, (row, col) source-image pixels; None when not measured.
     """
 
     pattern: Pattern
@@ -99,6 +103,8 @@ class Finding:
     morphology: tuple[Morphology, ...] = field(default_factory=tuple)
     distribution: str | None = None
     pixel_spacing_mm: tuple[float, float] = (1.0, 1.0)
+    outline_px: tuple[tuple[float, float], ...] = ()
+    long_axis_px: tuple[tuple[float, float], tuple[float, float]] | None = None
 
     @property
     def centroid_mm(self) -> tuple[float, float]:
@@ -122,6 +128,8 @@ class Finding:
         out["morphology"] = [str(m) for m in self.morphology]
         for key in ("bbox_px", "centroid_px", "pixel_spacing_mm"):
             out[key] = list(out[key])
+        out["outline_px"] = [list(point) for point in self.outline_px]
+        out["long_axis_px"] = None if self.long_axis_px is None else [list(point) for point in self.long_axis_px]
         out["centroid_mm"] = list(self.centroid_mm)
         out["bbox_mm"] = list(self.bbox_mm)
         return out
@@ -143,4 +151,7 @@ class Finding:
         for key in ("bbox_px", "centroid_px", "pixel_spacing_mm"):
             if key in kw:
                 kw[key] = tuple(kw[key])
+        for key in ("outline_px", "long_axis_px"):
+            if kw.get(key) is not None:
+                kw[key] = tuple(tuple(point) for point in kw[key])
         return cls(**kw)

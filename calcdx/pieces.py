@@ -1,23 +1,69 @@
-"""Connected pieces of a mask and their principal axes (what a finding's size is measured on)."""
+"""Connected pieces of a mask, their principal axes and outline (what a finding's size is measured on,
+and what the overlay and the SR show of it)."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
+import cv2
 import numpy as np
 from scipy import ndimage
 
+MAX_OUTLINE_POINTS = 64
 
-def axes_mm(mask: np.ndarray, spacing_mm: tuple[float, float]) -> tuple[float, float]:
+
+@dataclass(frozen=True)
+class Axes:
+    """A mask's extent along its principal axes, and where its long axis lies."""
+
+    long_mm: float
+    short_mm: float
+    long_ends_px: tuple[tuple[float, float], tuple[float, float]]
+    """The long axis' two ends, (row, col) pixel coordinates (pixel centres at integers): a line as long as
+    ``long_mm`` through the mask's centroid."""
+
+
+def principal_axes(mask: np.ndarray, spacing_mm: tuple[float, float]) -> Axes:
     """Long and short axis (mm) of ``mask`` with (row, col) pixel ``spacing_mm``: its extent along its
     principal axes, plus one pixel; one pixel each for fewer than three pixels."""
     rows, cols = np.nonzero(mask)
+    pixel = float(min(spacing_mm))
     if rows.size < 3:
-        return float(min(spacing_mm)), float(min(spacing_mm))
+        centre = (float(rows.mean()), float(cols.mean())) if rows.size else (0.0, 0.0)
+        return Axes(pixel, pixel, (centre, centre))
     pts = np.stack([rows * spacing_mm[0], cols * spacing_mm[1]], 1).astype(np.float64)
-    centred = pts - pts.mean(0)
+    mean = pts.mean(0)
+    centred = pts - mean
     _, vecs = np.linalg.eigh(np.cov(centred.T))
     proj = centred @ vecs
-    ext = proj.max(0) - proj.min(0) + min(spacing_mm)
-    return float(ext.max()), float(ext.min())
+    ext = proj.max(0) - proj.min(0) + pixel
+    k = int(np.argmax(ext))
+    scale = np.asarray(spacing_mm, np.float64)
+    ends = [(mean + vecs[:, k] * (bound + half)) / scale
+            for bound, half in ((proj[:, k].min(), -pixel / 2), (proj[:, k].max(), pixel / 2))]
+    return Axes(float(ext.max()), float(ext.min()),
+                ((float(ends[0][0]), float(ends[0][1])), (float(ends[1][0]), float(ends[1][1]))))
+
+
+def axes_mm(mask: np.ndarray, spacing_mm: tuple[float, float]) -> tuple[float, float]:
+    """Long and short axis (mm) of ``mask``: :func:`principal_axes` without the ends."""
+    axes = principal_axes(mask, spacing_mm)
+    return axes.long_mm, axes.short_mm
+
+
+def outline(mask: np.ndarray, max_points: int = MAX_OUTLINE_POINTS) -> np.ndarray:
+    """[N, 2] (row, col) pixel centres of a closed polygon around ``mask`` (first point not repeated):
+    the border of a single piece, the convex hull of several; simplified (OpenCV's Douglas-Peucker, from
+    half a pixel, doubled) to at most ``max_points``.  Empty where the mask is."""
+    contours, _ = cv2.findContours(mask.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+    if not contours:
+        return np.zeros((0, 2))
+    points = contours[0] if len(contours) == 1 else cv2.convexHull(np.concatenate(contours))
+    tolerance = 0.5
+    while len(points) > max_points:
+        points = cv2.approxPolyDP(points, tolerance, closed=True)
+        tolerance *= 2
+    return points.reshape(-1, 2)[:, ::-1].astype(np.float64)  # OpenCV gives (x, y)
 
 
 def nearest_label(labels: np.ndarray, centre: tuple[float, float]) -> int:

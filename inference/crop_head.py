@@ -11,6 +11,7 @@ model folder, else the shipped one is used.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -41,10 +42,7 @@ def field_crop(image: np.ndarray, centroid_px: tuple[float, float], spacing_mm: 
 def field_resample(image: np.ndarray, centroid_px: tuple[float, float], spacing_mm: tuple[float, float],
                    field_mm: float, size: int) -> np.ndarray:
     """``field_crop`` without the normalisation (float32): also what crops a lesion's mask alike."""
-    half_rows = max(1, round(field_mm / 2 / spacing_mm[0]))
-    half_cols = max(1, round(field_mm / 2 / spacing_mm[1]))
-    row, col = round(centroid_px[0]), round(centroid_px[1])
-    r0, r1, c0, c1 = row - half_rows, row + half_rows, col - half_cols, col + half_cols
+    r0, r1, c0, c1 = _field_window(centroid_px, spacing_mm, field_mm)
     rows, cols = image.shape
     window = image[max(r0, 0):min(r1, rows), max(c0, 0):min(c1, cols)].astype(np.float32)
     if window.size == 0:
@@ -54,6 +52,24 @@ def field_resample(image: np.ndarray, centroid_px: tuple[float, float], spacing_
         window = np.pad(window, pads, mode="edge")
     shrinking = window.shape[0] >= size and window.shape[1] >= size
     return cv2.resize(window, (size, size), interpolation=cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR)
+
+
+def _field_window(centroid_px: tuple[float, float], spacing_mm: tuple[float, float],
+                  field_mm: float) -> tuple[int, int, int, int]:
+    """(row_min, row_max, col_min, col_max), max exclusive, of the image pixels a field covers."""
+    half_rows = max(1, round(field_mm / 2 / spacing_mm[0]))
+    half_cols = max(1, round(field_mm / 2 / spacing_mm[1]))
+    row, col = round(centroid_px[0]), round(centroid_px[1])
+    return row - half_rows, row + half_rows, col - half_cols, col + half_cols
+
+
+def field_to_image(points: np.ndarray | Sequence[tuple[float, float]], centroid_px: tuple[float, float],
+                   spacing_mm: tuple[float, float], field_mm: float, size: int) -> np.ndarray:
+    """[N, 2] (row, col) points of a ``field_resample`` field (pixel centres at integers) in the image's
+    pixel coordinates."""
+    r0, r1, c0, c1 = _field_window(centroid_px, spacing_mm, field_mm)
+    start, step = np.array([r0, c0], np.float64), np.array([r1 - r0, c1 - c0], np.float64) / size
+    return start + (np.asarray(points, np.float64).reshape(-1, 2) + 0.5) * step - 0.5
 
 
 class CropNet(nn.Module):

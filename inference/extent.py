@@ -11,15 +11,16 @@ at the field's centre.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
 import torch.nn.functional as F  # noqa: N812
 from torch import nn
 
-from calcdx.inference.crop_head import CropHead
-from calcdx.pieces import axes_mm, central_piece
+from calcdx.inference.crop_head import CropHead, field_to_image
+from calcdx.pieces import central_piece, outline, principal_axes
 
 EXTENT_HEAD_DIR = "extent_head"
 FIELD_MM = 32.0
@@ -58,11 +59,14 @@ class ExtentNet(nn.Module):
 
 @dataclass(frozen=True)
 class Extent:
-    """A deposit's size measured on the head's outline."""
+    """A deposit's size measured on the head's outline, and where that outline and its long axis lie
+    ((row, col) pixel coordinates of the field, or of the image after ``ExtentHead.extent``)."""
 
     long_mm: float
     short_mm: float
     area_mm2: float
+    outline_px: np.ndarray
+    long_axis_px: tuple[tuple[float, float], tuple[float, float]]
 
 
 def extent_of(probabilities: np.ndarray, threshold: float, spacing_mm: float = CROP_SPACING_MM) -> Extent | None:
@@ -71,8 +75,9 @@ def extent_of(probabilities: np.ndarray, threshold: float, spacing_mm: float = C
     piece = central_piece(probabilities >= threshold)
     if not piece.any():
         return None
-    long_mm, short_mm = axes_mm(piece, (spacing_mm, spacing_mm))
-    return Extent(long_mm, short_mm, float(piece.sum()) * spacing_mm * spacing_mm)
+    axes = principal_axes(piece, (spacing_mm, spacing_mm))
+    return Extent(axes.long_mm, axes.short_mm, float(piece.sum()) * spacing_mm * spacing_mm, outline(piece),
+                  axes.long_ends_px)
 
 
 class ExtentHead(CropHead):
@@ -90,5 +95,15 @@ class ExtentHead(CropHead):
 
     def extent(self, image: np.ndarray, centroid_px: tuple[float, float],
                spacing_mm: tuple[float, float]) -> Extent | None:
-        return extent_of(self.probabilities(image, centroid_px, spacing_mm), self.card.threshold,
-                         self.card.crop_spacing_mm)
+        """The size of the deposit at ``centroid_px``, with its outline and long axis on ``image``."""
+        found = extent_of(self.probabilities(image, centroid_px, spacing_mm), self.card.threshold,
+                          self.card.crop_spacing_mm)
+        if found is None:
+            return None
+
+        def on_image(points: np.ndarray | Sequence[tuple[float, float]]) -> np.ndarray:
+            return field_to_image(points, centroid_px, spacing_mm, self.card.field_mm, self.card.crop_size)
+
+        (a, b) = on_image(found.long_axis_px)
+        return replace(found, outline_px=on_image(found.outline_px),
+                       long_axis_px=((float(a[0]), float(a[1])), (float(b[0]), float(b[1]))))

@@ -14,6 +14,7 @@ given, read the margin and name the tendon from a field of the source image arou
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
@@ -25,7 +26,7 @@ from calcdx.findings import Finding, Margin, Morphology, OperatingPoint
 from calcdx.gaussian import gaussian_blur, gaussian_gradient_magnitude
 from calcdx.models.card import ModelCard
 from calcdx.morphology import binary_dilation, binary_erosion, binary_opening
-from calcdx.pieces import axes_mm, nearest_label
+from calcdx.pieces import nearest_label, outline, principal_axes
 from calcdx.taxonomy import LocationClass, Pattern
 
 if TYPE_CHECKING:
@@ -82,6 +83,8 @@ class Measured:
     count: int
     centroid_px: tuple[float, float]
     bbox_px: tuple[int, int, int, int]
+    outline_px: np.ndarray  # [N, 2] (row, col) on the image measured: the polygon the size was measured on
+    long_axis_px: tuple[tuple[float, float], tuple[float, float]]
 
 
 SHARP_EDGE = 0.35
@@ -119,14 +122,18 @@ def measure(image: np.ndarray, box: tuple[int, int, int, int], spacing: tuple[fl
     sizes = np.bincount(labels.ravel(), minlength=n + 1)[1:]  # pixels per deposit
     count = int((sizes >= max(3, 0.05 * sizes.max())).sum()) if n else 1
     rows, cols = np.nonzero(deposit)
-    long_mm, short_mm = axes_mm(deposit, spacing)
+    axes = principal_axes(deposit, spacing)
+    (a_row, a_col), (b_row, b_col) = axes.long_ends_px
     ring = binary_dilation(deposit, iterations=3) & ~deposit
     density = float(patch[deposit].mean() - (patch[ring].mean() if ring.any() else patch.mean()))
-    return Measured(long_mm=long_mm, short_mm=short_mm, area_mm2=float(deposit.sum() * spacing[0] * spacing[1]),
+    return Measured(long_mm=axes.long_mm, short_mm=axes.short_mm,
+                    area_mm2=float(deposit.sum() * spacing[0] * spacing[1]),
                     density=density, margin=_margin(patch, deposit, box_edge, density), count=max(count, 1),
                     centroid_px=(float(rows.mean() + row0), float(cols.mean() + col0)),
                     bbox_px=(int(rows.min() + row0), int(cols.min() + col0), int(rows.max() + row0 + 1),
-                             int(cols.max() + col0 + 1)))
+                             int(cols.max() + col0 + 1)),
+                    outline_px=outline(deposit) + np.array([row0, col0]),
+                    long_axis_px=((a_row + row0, a_col + col0), (b_row + row0, b_col + col0)))
 
 
 def _pieces_in_box(deposit: np.ndarray, box_edge: np.ndarray, centre: tuple[float, float]) -> np.ndarray:
@@ -236,9 +243,12 @@ def extract_findings(radiograph: Radiograph, card: ModelCard, image_probabilitie
                 continue
             m = measure(radiograph.image, box, radiograph.pixel_spacing_mm)
             if extent_head is not None and pattern is Pattern.HADD:
-                outline = extent_head.extent(radiograph.image, m.centroid_px, radiograph.pixel_spacing_mm)
-                if outline is not None:
-                    m = replace(m, long_mm=outline.long_mm, short_mm=outline.short_mm, area_mm2=outline.area_mm2)
+                head_extent = extent_head.extent(radiograph.image, m.centroid_px, radiograph.pixel_spacing_mm)
+                if head_extent is not None:
+                    m = replace(m, long_mm=head_extent.long_mm, short_mm=head_extent.short_mm,
+                                area_mm2=head_extent.area_mm2,
+                                bbox_px=_enclosing(m.bbox_px, head_extent.outline_px, radiograph.shape),
+                                outline_px=head_extent.outline_px, long_axis_px=head_extent.long_axis_px)
             margin_probability = None
             if margin_head is not None and pattern is Pattern.HADD:
                 margin_probability = round(margin_head.probability_ill_defined(
@@ -257,6 +267,8 @@ def extract_findings(radiograph: Radiograph, card: ModelCard, image_probabilitie
                     if pattern is Pattern.CPPD and named == CPPD_TENDON:
                         location = LocationClass.TENDON
             bbox_px, centroid_px = _on_source_grid(radiograph, m.bbox_px, m.centroid_px)
+            outline_px, long_axis_px = (_points_on_source_grid(radiograph, points)
+                                        for points in (m.outline_px, m.long_axis_px))
             findings.append(Finding(
                 pattern=pattern, probability=round(probability, 4), operating_point=op, bbox_px=bbox_px,
                 centroid_px=centroid_px, long_axis_mm=round(m.long_mm, 2), short_axis_mm=round(m.short_mm, 2),
@@ -265,7 +277,8 @@ def extract_findings(radiograph: Radiograph, card: ModelCard, image_probabilitie
                 location_class=location, site=site, site_probability=site_probability,
                 body_part=body, morphology=describe_morphology(pattern, m),
                 distribution="clustered" if m.count > 1 else "single",
-                pixel_spacing_mm=radiograph.source_pixel_spacing_mm,
+                pixel_spacing_mm=radiograph.source_pixel_spacing_mm, outline_px=outline_px,
+                long_axis_px=(long_axis_px[0], long_axis_px[1]),
             ))
     return findings
 
@@ -281,3 +294,22 @@ def _on_source_grid(radiograph: Radiograph, bbox_px: tuple[int, int, int, int],
     r0, c0, r1, c1 = bbox_px
     row, col = radiograph.to_source_px(*centroid_px)
     return (r0 * d, c0 * d, min(r1 * d, rows), min(c1 * d, cols)), (round(row, 2), round(col, 2))
+
+
+def _enclosing(box: tuple[int, int, int, int], points: np.ndarray,
+               shape: tuple[int, int]) -> tuple[int, int, int, int]:
+    """``box`` (max exclusive) grown to hold every (row, col) pixel of ``points`` inside an image of ``shape``."""
+    if not len(points):
+        return box
+    low, high = np.floor(points.min(0)), np.ceil(points.max(0)) + 1
+    return (max(0, min(box[0], int(low[0]))), max(0, min(box[1], int(low[1]))),
+            min(shape[0], max(box[2], int(high[0]))), min(shape[1], max(box[3], int(high[1]))))
+
+
+def _points_on_source_grid(radiograph: Radiograph, points: np.ndarray | Sequence[tuple[float, float]]
+                           ) -> tuple[tuple[float, float], ...]:
+    """(row, col) points on ``radiograph.image`` in the file's pixel coordinates, to 0.01 pixel, kept inside
+    the image (a head's field may reach past its edge)."""
+    rows, cols = radiograph.source_shape
+    return tuple((round(min(max(row, 0.0), rows - 1.0), 2), round(min(max(col, 0.0), cols - 1.0), 2))
+                 for row, col in (radiograph.to_source_px(float(r), float(c)) for r, c in points))

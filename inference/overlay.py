@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import highdicom as hd
@@ -45,6 +46,7 @@ def render_overlay(radiograph: Radiograph, findings: list[Finding], banner: str 
         pad = 4
         colour = COLOURS[f.operating_point]
         draw.rectangle([c0 - pad, r0 - pad, c1 + pad, r1 + pad], outline=colour, width=max(2, img.width // 400))
+        _draw_measurement(draw, f, to_picture, colour)
         label = finding_label(k, f)
         y = max(0, r0 - pad - font.size - 4)
         draw.text((c0, y), label, fill=colour, font=font, stroke_width=2, stroke_fill=(0, 0, 0))
@@ -52,6 +54,17 @@ def render_overlay(radiograph: Radiograph, findings: list[Finding], banner: str 
     draw.text((8, img.height - font.size - 8), text, fill=(255, 255, 255), font=font, stroke_width=2,
               stroke_fill=(0, 0, 0))
     return img
+
+
+def _draw_measurement(draw: ImageDraw.ImageDraw, f: Finding, to_picture: float, colour: tuple[int, int, int]) -> None:
+    """What the size was measured on: the outline (thin, in the finding's colour) and the long axis (white)."""
+    def picture_xy(points: Sequence[tuple[float, float]]) -> list[tuple[float, float]]:
+        return [((col + 0.5) * to_picture, (row + 0.5) * to_picture) for row, col in points]
+
+    if len(f.outline_px) >= 3:
+        draw.polygon(picture_xy(f.outline_px), outline=colour, width=1)
+    if f.long_axis_px is not None:
+        draw.line(picture_xy(f.long_axis_px), fill=(255, 255, 255), width=1)
 
 
 def write_png(path: Path, picture: Image.Image) -> Path:

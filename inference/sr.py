@@ -1,7 +1,7 @@
 """DICOM Structured Report (TID 1500 measurement report) per study, built with highdicom.
 
-One measurement group per finding: its region (a closed SCOORD polyline around the
-bounding box, referencing the source image), the pattern as finding type, the
+One measurement group per finding: its region (a closed SCOORD polyline: the outline its
+size was measured on, else its bounding box; referencing the source image), the pattern as finding type, the
 calibrated probability, long and short axis and area, margin as a qualitative
 evaluation, the site as a finding site (private code per site name), and the rule layer's
 differential as a TEXT comment.  The SR goes into the
@@ -71,9 +71,15 @@ def _coded(c: Any) -> CodedConcept:
 
 
 def _region(finding: Finding, source: Dataset) -> hd.sr.ImageRegion:
-    r0, c0, r1, c1 = finding.bbox_px
-    # SCOORD graphic data are (column, row) pixel coordinates; a closed polyline around the box
-    graphic = np.array([[c0, r0], [c1, r0], [c1, r1], [c0, r1], [c0, r0]], dtype=float)
+    """The finding's outline (what its size was measured on) as a closed SCOORD polyline; its box where
+    no outline of three points or more was measured."""
+    if len(finding.outline_px) >= 3:
+        # SCOORD graphic data are (column, row) with the top left corner of the top left pixel at (0, 0)
+        points = [(col + 0.5, row + 0.5) for row, col in finding.outline_px]
+        graphic = np.array([*points, points[0]], dtype=float)
+    else:
+        r0, c0, r1, c1 = finding.bbox_px
+        graphic = np.array([[c0, r0], [c1, r0], [c1, r1], [c0, r1], [c0, r0]], dtype=float)
     return hd.sr.ImageRegion(
         graphic_type=hd.sr.GraphicTypeValues.POLYLINE,
         graphic_data=graphic,

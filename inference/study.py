@@ -29,7 +29,7 @@ from calcdx.version import __version__
 logger = logging.getLogger(__name__)
 
 SCHEMA_ID = "https://calcdx.invalid/schema/result-v1.json"
-SCHEMA_VERSION = "1.1"
+SCHEMA_VERSION = "1.2"
 """1.1 added the optional patient_id, study_date and followup, and each image's body_part, laterality and
 view_position."""
 DERIVED_UID_ROOT = "1.2.826.0.1.3680043.10.1398.3."

@@ -156,7 +156,7 @@ def test_predict_writes_the_follow_up_comparison_and_the_cli_prints_it(pairs: Pa
     predicted = _run("predict", str(pairs), "--out", str(results), "--no-sr", "--no-overlay", "--no-progress")
     assert predicted.returncode == 0, predicted.stderr
     study = json.loads(next(p for p in sorted(results.glob("1.*.json"))).read_text())
-    assert study["schema_version"] == "1.1" and study["patient_id"].startswith("SIM0005-")
+    assert study["schema_version"] == "1.2" and study["patient_id"].startswith("SIM0005-")
     assert study["study_date"] and study["images"][0]["body_part"] == "shoulder"
     assert study["images"][0]["laterality"] in {"L", "R"}
     with open(results / "followup.csv", newline="") as fh:

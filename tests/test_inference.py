@@ -104,6 +104,50 @@ def test_sr_is_valid_reads_back_and_references_the_sources(batch: Path) -> None:
         assert len(groups) == n_findings
 
 
+def test_each_finding_shows_what_its_size_was_measured_on_in_json_sr_and_overlay(batch: Path) -> None:
+    """The outline and long axis a finding's size was measured on: in its box, as long as its long axis in
+    the JSON, as its SR region, and drawn on the overlay (which differs from one drawn without them just there)."""
+    from calcdx.datasets.reader import read_radiograph
+    from calcdx.inference.overlay import render_overlay
+
+    measured = 0
+    for path in batch.glob("1.*.json"):
+        study = json.loads(path.read_text())
+        if not study["outputs"].get("sr"):  # the refused CT's study
+            continue
+        regions = [np.asarray(g.roi.value, float) for g in
+                   hd.sr.srread(batch / study["outputs"]["sr"]).content.get_planar_roi_measurement_groups()]
+        k = 0
+        for image in study["images"]:
+            for f in image["findings"]:
+                outline, ends = np.asarray(f["outline_px"], float), np.asarray(f["long_axis_px"], float)
+                assert len(outline) >= 3, f
+                r0, c0, r1, c1 = f["bbox_px"]
+                assert (outline.min(0) >= (r0 - 1, c0 - 1)).all() and (outline.max(0) <= (r1, c1)).all(), f
+                length = np.hypot(*((ends[1] - ends[0]) * f["pixel_spacing_mm"]))
+                assert length == pytest.approx(f["long_axis_mm"], rel=0.02, abs=0.05), f
+                region = regions[k]  # (column, row) of the pixel's top left corner, closed
+                assert np.allclose(region[:-1], outline[:, ::-1] + 0.5) and np.allclose(region[0], region[-1])
+                k += 1
+                measured += 1
+        source = EXAMPLES / Path(next(i["source"] for i in study["images"])).name
+        radiograph = read_radiograph(source)
+        findings = [Finding.from_dict(f) for f in study["images"][0]["findings"]]
+        drawn = np.asarray(render_overlay(radiograph, findings), np.int16)
+        bare = np.asarray(render_overlay(radiograph, [replace(f, outline_px=(), long_axis_px=None) for f in findings]),
+                          np.int16)
+        changed = np.argwhere(np.abs(drawn - bare).sum(-1) > 0)
+        if findings:
+            scale = drawn.shape[1] / radiograph.shape[1]
+            points = np.concatenate([np.asarray((*f.outline_px, *f.long_axis_px)) for f in findings]) * scale
+            assert len(changed)
+            nearest = np.min(np.hypot(*(changed[:, None, :] - points[None, :, :]).transpose(2, 0, 1)), axis=1)
+            assert np.percentile(nearest, 99) < 0.1 * max(drawn.shape)  # drawn where the findings are
+        else:
+            assert not len(changed)
+    assert measured >= 5
+
+
 def test_overlays_exist_as_png_and_valid_secondary_capture(batch: Path) -> None:
     pngs = sorted(batch.glob("*_overlay.png"))
     scs = sorted(batch.glob("*_overlay.dcm"))
@@ -242,6 +286,11 @@ def test_measurement_of_a_known_ellipse(scale: int) -> None:
     assert m.short_mm == pytest.approx(10.0 * scale, rel=0.05)
     assert m.margin is Margin.WELL_DEFINED and m.count == 1
     assert m.density > 0.3
+    # the outline is the ellipse's border and the long axis runs along its major (column) axis
+    rows, cols = m.outline_px[:, 0] - n / 2, m.outline_px[:, 1] - n / 2
+    assert np.abs(np.hypot(rows / (25.0 * scale), cols / (50.0 * scale)) - 1).max() < 0.1
+    (a_row, a_col), (b_row, b_col) = m.long_axis_px
+    assert abs(a_row - b_row) < 1 and abs(a_col - b_col) * spacing[1] == pytest.approx(m.long_mm, rel=0.01)
 
 
 def test_measurement_keeps_the_deposit_not_a_bone_edge_the_box_crosses() -> None:
@@ -390,7 +439,8 @@ def test_a_study_that_fails_after_decoding_is_listed_and_the_batch_goes_on(
     from calcdx.inference import run_batch
 
     names = ("img000004.dcm", "img000010.dcm", "img000012.dcm")
-    victim = pydicom.dcmread(EXAMPLES / names[1], stop_before_pixels=True).StudyInstanceUID
+    headers = [pydicom.dcmread(EXAMPLES / n, stop_before_pixels=True) for n in names]
+    victim = sorted((ds.StudyDate, ds.StudyInstanceUID) for ds in headers)[1][1]  # analysed second: oldest first
     predictor = Predictor()
     if stage == "forward":
         real_forward = predictor.forward
