@@ -25,6 +25,10 @@ from calcdx.findings import Morphology
 from calcdx.taxonomy import LocationClass, Pattern
 
 
+MIN_HADD_SEMI_LENGTH_MM = 1.0
+"""Half the shortest HADD deposit drawn (2 mm long)."""
+
+
 def hadd(ph: Phantom, rng: np.random.Generator, visibility: str, change: DepositChange | None = None) -> Lesion:
     """A deposit in one of the body part's tendons: formative/resting (dense, homogeneous, well defined
     oval) or resorptive (fluffy, ill defined, comet tail, less dense).  ``change`` (a follow-up) scales
@@ -34,8 +38,10 @@ def hadd(ph: Phantom, rng: np.random.Generator, visibility: str, change: Deposit
     v = VISIBILITY_SCALE[visibility]
     t = ph.grid.zeros()
     resorptive = rng.random() < 0.4
-    length = rng.uniform(2.5, 9.0)
-    width = rng.uniform(1.5, 4.0)
+    # semi-axes in mm: the deposit is 2-18 mm long; below the 5 mm that were the floor until 2026-12-06
+    # (a fifth of deposits) its width shrinks with it, above it both are drawn as before
+    length = rng.uniform(MIN_HADD_SEMI_LENGTH_MM, 9.0)
+    width = rng.uniform(1.5, 4.0) * min(1.0, length / 2.5)
     if change is not None:
         length, width = length * change.size_factor, width * change.size_factor
         resorptive = resorptive if change.resorptive is None else change.resorptive
