@@ -24,7 +24,6 @@ from calcdx.datasets.simulator.shapes import (
 from calcdx.findings import Morphology
 from calcdx.taxonomy import LocationClass, Pattern
 
-
 MIN_HADD_SEMI_LENGTH_MM = 1.0
 """Half the shortest HADD deposit drawn (2 mm long)."""
 
