@@ -81,3 +81,16 @@ def central_piece(mask: np.ndarray) -> np.ndarray:
     if n <= 1:
         return mask
     return labels == nearest_label(labels, ((mask.shape[0] - 1) / 2, (mask.shape[1] - 1) / 2))
+
+
+def central_cluster(mask: np.ndarray, gap_px: float) -> np.ndarray:
+    """The pieces of ``mask`` joined to the one nearest the field's centre through gaps of at most ``gap_px``
+    pixels (a fluffy deposit that thresholding broke up); ``central_piece`` when ``gap_px`` < 1."""
+    radius = round(gap_px / 2)
+    if radius < 1 or not mask.any():
+        return central_piece(mask)
+    import cv2
+
+    kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * radius + 1, 2 * radius + 1))
+    joined = cv2.dilate(mask.astype(np.uint8), kernel).astype(bool)
+    return central_piece(joined) & mask

@@ -6,7 +6,8 @@ region; that box comes in 3.2 mm cells and moves with the acquisition, so the sa
 0.96-1.38 x its prior size between two visits (interquartile range, docs/inference.md).  This head is a
 small encoder-decoder (``ExtentNet``) that sees a 32 mm field at 0.4 mm around the finding and gives,
 per pixel, the probability that it belongs to the deposit; the axes and area are measured on the piece
-at the field's centre.
+at the field's centre together with the pieces within ``JOIN_GAP_MM`` of it (a fluffy, resorptive deposit
+falls apart at the threshold).
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import torch.nn.functional as F  # noqa: N812
 from torch import nn
 
 from calcdx.inference.crop_head import CropHead, field_to_image
-from calcdx.pieces import central_piece, outline, principal_axes
+from calcdx.pieces import central_cluster, outline, principal_axes
 
 EXTENT_HEAD_DIR = "extent_head"
 FIELD_MM = 32.0
@@ -69,10 +70,16 @@ class Extent:
     long_axis_px: tuple[tuple[float, float], tuple[float, float]]
 
 
-def extent_of(probabilities: np.ndarray, threshold: float, spacing_mm: float = CROP_SPACING_MM) -> Extent | None:
-    """The size of the deposit piece at the centre of a field's probability map; None when no pixel
-    reaches ``threshold``."""
-    piece = central_piece(probabilities >= threshold)
+JOIN_GAP_MM = 3.0
+"""Pieces above the threshold separated from the central one by at most this gap are measured with it."""
+
+
+def extent_of(probabilities: np.ndarray, threshold: float, spacing_mm: float = CROP_SPACING_MM,
+              join_gap_mm: float | None = None) -> Extent | None:
+    """The size of the deposit at the centre of a field's probability map (its central piece and the
+    pieces within ``join_gap_mm`` of it, default ``JOIN_GAP_MM``); None when no pixel reaches ``threshold``."""
+    gap_mm = JOIN_GAP_MM if join_gap_mm is None else join_gap_mm
+    piece = central_cluster(probabilities >= threshold, gap_mm / spacing_mm)
     if not piece.any():
         return None
     axes = principal_axes(piece, (spacing_mm, spacing_mm))

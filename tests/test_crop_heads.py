@@ -19,7 +19,7 @@ from calcdx.findings import Margin
 from calcdx.inference import Predictor
 from calcdx.inference.batch import _done_studies
 from calcdx.inference.crop_head import field_crop, head_dir
-from calcdx.inference.extent import EXTENT_HEAD_DIR, ExtentHead, extent_of
+from calcdx.inference.extent import EXTENT_HEAD_DIR, JOIN_GAP_MM, ExtentHead, extent_of
 from calcdx.inference.margin import CROP_SPACING_MM, FIELD_MM, MARGIN_HEAD_DIR, MarginHead
 from calcdx.inference.site import CPPD_SITE_HEAD_DIR, SITE_HEAD_DIR, CppdSiteHead, SiteHead
 from calcdx.models import shipped_model_dir
@@ -173,6 +173,23 @@ def test_extent_is_measured_on_the_central_piece() -> None:
     assert extent_of(np.zeros((80, 80), np.float32), 0.5, spacing) is None
 
 
+def test_a_deposit_broken_by_the_threshold_is_measured_whole() -> None:
+    """A fluffy (resorptive) deposit falls apart at the threshold: pieces within ``JOIN_GAP_MM`` of the
+    central one are measured with it; a neighbour farther away is not."""
+    spacing = 0.4
+    probability = np.zeros((80, 80), np.float32)
+    probability[37:43, 30:40] = 0.9  # 4 mm: the central piece
+    probability[37:43, 44:54] = 0.9  # 4 mm more, beyond a 1.6 mm gap
+    probability[37:43, 10:16] = 0.9  # 5.6 mm away: something else
+    assert JOIN_GAP_MM >= 2.0
+    whole = extent_of(probability, 0.5, spacing)
+    central = extent_of(probability, 0.5, spacing, join_gap_mm=0.0)
+    assert whole is not None and central is not None
+    assert abs(central.long_mm - 4.0) <= 2 * spacing
+    assert abs(whole.long_mm - 9.6) <= 2 * spacing  # both pieces and the gap between them
+    assert abs(whole.area_mm2 - 2 * 60 * spacing**2) < 1e-6  # the pieces' area only, not the gap's
+
+
 def test_train_head_cli_writes_heads_that_predict_uses(hadd_sets: tuple[Path, Path], tmp_path: Path) -> None:
     train, val = hadd_sets
     model = tmp_path / "model"
@@ -256,3 +273,11 @@ def test_a_tampered_head_is_refused_naming_the_file(tmp_path: Path) -> None:
     (head / "head_card.json").unlink()
     with pytest.raises(ModelIntegrityError, match="missing"):
         MarginHead(head)
+
+
+def test_a_sliver_of_a_large_deposit_keeps_the_classical_measurement() -> None:
+    from calcdx.inference.findings import _head_missed_large_deposit
+
+    assert _head_missed_large_deposit(0.4, 19.5)  # seed 8484: a 27 mm deposit, the head found one pixel
+    assert not _head_missed_large_deposit(5.7, 13.2)  # a short box: the head is trusted
+    assert not _head_missed_large_deposit(7.5, 16.5)  # the box overestimated a 7.8 mm deposit; the head was right
