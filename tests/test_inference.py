@@ -533,3 +533,23 @@ def test_score_matches_the_batch_findings_to_the_examples_ground_truth(batch: Pa
     bad = subprocess.run([CALCDX, "score", str(tmp_path / "nowhere"), str(EXAMPLES / "manifest.csv"), "--out",
                           str(out)], capture_output=True, text=True, timeout=300)
     assert bad.returncode == 2 and "nowhere" in bad.stderr and "does not exist" in bad.stderr
+
+
+def test_finding_to_dict_equals_asdict_converted_and_round_trips() -> None:
+    """The shallow ``to_dict`` gives what ``dataclasses.asdict`` gave, and ``from_dict`` reads it back."""
+    from dataclasses import asdict
+
+    from calcdx.findings import Morphology, OperatingPoint
+
+    finding = Finding(Pattern.HADD, 0.91, OperatingPoint.DEFINITE, (10, 20, 40, 60), (25.5, 40.0), 9.2, 4.1, 28.0,
+                      0.6, Margin.WELL_DEFINED, 0.12, 2, LocationClass.TENDON, "supraspinatus tendon", 0.8, "shoulder",
+                      (Morphology(next(iter(Morphology)).value),), "clustered", (0.15, 0.15),
+                      ((10.0, 20.0), (40.0, 60.0), (10.0, 60.0)), ((12.0, 22.0), (38.0, 58.0)))
+    expected = asdict(finding)
+    expected.update(pattern="hadd", operating_point="definite", margin=str(finding.margin),
+                    location_class=str(finding.location_class), morphology=[str(m) for m in finding.morphology],
+                    bbox_px=[10, 20, 40, 60], centroid_px=[25.5, 40.0], pixel_spacing_mm=[0.15, 0.15],
+                    outline_px=[[10.0, 20.0], [40.0, 60.0], [10.0, 60.0]], long_axis_px=[[12.0, 22.0], [38.0, 58.0]],
+                    centroid_mm=list(finding.centroid_mm), bbox_mm=list(finding.bbox_mm))
+    assert json.dumps(finding.to_dict(), sort_keys=True) == json.dumps(expected, sort_keys=True)
+    assert Finding.from_dict(json.loads(json.dumps(finding.to_dict()))) == finding

@@ -108,6 +108,19 @@ def test_ranking_entries_serialise_as_dataclasses_asdict_would(entity: Entity) -
         assert as_dict["citation"] is not entry.citation  # a copy, as asdict's
 
 
+@pytest.mark.parametrize("entity", load_knowledge_base().entities[:6], ids=lambda e: e.id)
+def test_recorded_inputs_equal_dataclasses_asdict(entity: Entity) -> None:
+    from dataclasses import asdict
+
+    from calcdx.rules.engine import Facts
+
+    finding, context, age = _best_case(entity)
+    diff = explain([finding], context, patient_age_years=age)
+    facts = Facts.from_finding(finding, context, age, None)
+    assert diff.inputs["finding"] == {k: v for k, v in asdict(facts).items() if k != "context"}
+    assert diff.inputs["context"] == {k: v for k, v in asdict(context).items() if v is not None}
+
+
 def test_missing_context_is_reported_with_its_effect() -> None:
     finding = Finding(Pattern.TUMORAL_CALCINOSIS, 0.9, location_class=LocationClass.PERIARTICULAR,
                       morphology=(Morphology.MULTILOCULATED,))

@@ -7,7 +7,7 @@ the ranking.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -69,7 +69,7 @@ class ClinicalContext:
                 raise ConfigError(f'Argument "{f.name}" should be true, false or unknown, got {value!r}')
 
     def known(self) -> dict[str, Any]:
-        return {k: v for k, v in asdict(self).items() if v is not None}
+        return {f.name: value for f in fields(self) if (value := getattr(self, f.name)) is not None}
 
     @classmethod
     def from_mapping(cls, data: dict[str, Any], *, source: str | None = None) -> ClinicalContext:

@@ -11,7 +11,7 @@ largest score change of the current top entity).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
 from calcdx.findings import Finding
@@ -327,7 +327,8 @@ def explain(
     context = context or ClinicalContext()
     facts = Facts.from_finding(findings[0], context, patient_age_years, patient_sex)
     ranking, missing, most, subtype = _ranked(facts, kb)
-    inputs = {"finding": {k: v for k, v in asdict(facts).items() if k != "context"}, "context": context.known()}
+    inputs = {"finding": {f.name: getattr(facts, f.name) for f in fields(facts) if f.name != "context"},
+              "context": context.known()}  # Facts' fields are flat: no deep copy needed
     return Differential(ranking, kb.version, inputs, missing, most, subtype)
 
 
