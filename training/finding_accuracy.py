@@ -285,6 +285,23 @@ def _quantiles(values: Sequence[float]) -> dict[str, float | int | None]:
             "p90": round(float(np.percentile(arr, 90)), 3)}
 
 
+TRUE_LENGTH_BINS_MM: tuple[tuple[str, float, float], ...] = (
+    ("under 5 mm", 0.0, 5.0), ("5-8 mm", 5.0, 8.0), ("8-12 mm", 8.0, 12.0), ("12 mm and more", 12.0, np.inf),
+    ("5 mm and more", 5.0, np.inf))
+"""True long-axis ranges that ``long_axis_ratio_by_true_length`` reports separately (small deposits are
+measured worst, and the last range is the one the follow-up rests on)."""
+
+
+def _ratio_spread(ratios: Sequence[float]) -> dict[str, float | int | None]:
+    """n, p10, median, p90 and the standard deviation of the log of found/true ratios."""
+    if not ratios:
+        return {"n": 0, "p10": None, "median": None, "p90": None, "sd_of_log": None}
+    arr = np.asarray(ratios, dtype=np.float64)
+    p10, median, p90 = np.percentile(arr, [10, 50, 90])
+    return {"n": int(arr.size), "p10": round(float(p10), 3), "median": round(float(median), 3),
+            "p90": round(float(p90), 3), "sd_of_log": round(float(np.std(np.log(np.maximum(arr, 1e-6)))), 3)}
+
+
 def _fraction(flags: Sequence[bool]) -> float | None:
     return round(float(np.mean(flags)), 4) if flags else None
 
@@ -320,6 +337,8 @@ def _pattern_summary(pattern: str, findings: Sequence[ScoredFinding], lesions: S
     out["measurement"] = {
         "long_axis_abs_error_mm": _quantiles([abs(f - t) for f, t in long_pairs]),
         "long_axis_ratio": _quantiles([f / t for f, t in long_pairs]),
+        "long_axis_ratio_by_true_length": {name: _ratio_spread([f / t for f, t in long_pairs if lo <= t < hi])
+                                           for name, lo, hi in TRUE_LENGTH_BINS_MM},
         "short_axis_abs_error_mm": _quantiles([abs(f - t) for f, t in short_pairs]),
         "short_axis_ratio": _quantiles([f / t for f, t in short_pairs]),
         "centroid_error_mm": _quantiles([les.centroid_error_mm for les in hits if les.centroid_error_mm is not None]),
