@@ -1,7 +1,7 @@
 """Inference throughput side by side on the same DICOM files.
 
     python benchmarks/inference_throughput.py [--n 100] [--workers W] [--uncompressed | --fast-decode] [--stages]
-        [--device auto|cpu|cuda]
+        [--device auto|cpu|cuda] [--model-in-main]
 
 Prints, for N copies of the bundled example radiographs (JPEG 2000 lossless as bundled, or
 decompressed to Explicit VR Little Endian with ``--uncompressed``: the decoder's share):
@@ -120,6 +120,9 @@ def main() -> None:
     parser.add_argument("--stages", action="store_true",
                         help="also print the milliseconds per image of each stage, one after the other on one "
                         "thread, and the ceilings they set")
+    parser.add_argument("--model-in-main", action="store_true",
+                        help="run the model in the main process, not in the decoding workers (the default on "
+                        "the CPU since 2026-12-07), to compare")
     parser.add_argument("--threads", type=int, default=None,
                         help="model threads (default: calcdx predict's, the cores the workers leave)")
     args = parser.parse_args()
@@ -137,7 +140,7 @@ def main() -> None:
         start = time.perf_counter()
         report = run_batch(
             paths, tmp / "out", predictor, workers=args.workers, write_sr=False, write_overlays=False, progress=False,
-            threads=args.threads,
+            threads=args.threads, model_in_workers=False if args.model_in_main else None,
         )
         e2e = report.n_images / (time.perf_counter() - start)
         forward = bounds[max(bounds)]

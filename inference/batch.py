@@ -1,9 +1,9 @@
 """Batch inference: discovery -> streaming DataLoader (decode in workers) -> model -> per-study outputs.
 
-Three stages overlap: worker processes decode and resample, the main thread runs the model,
-and one helper thread measures the findings, explains them and writes the files of the
-study before.  Memory stays flat: at most two studies are held.  Results are written per study,
-atomically, the study JSON last; a re-run skips every study whose JSON exists for the same
+Three stages overlap: worker processes decode and resample (and, on the CPU, run the model), the
+main thread runs the model beside a GPU, and one helper thread measures the findings, explains them
+and writes the files of the study before.  Memory stays flat: at most two studies are held.  Results
+are written per study, atomically, the study JSON last; a re-run skips every study whose JSON exists for the same
 model weights (sha256, the heads' weights and cards too) and redoes the rest, so a killed batch loses nothing and
 duplicates nothing.  Unreadable or refused files go to ``failures.csv`` (code and reason)
 and never stop the batch.  Studies are analysed oldest first, so a follow-up is written after
@@ -72,6 +72,10 @@ class _Item:
     radiographs: list[Radiograph] | None
     grids: list[Any] | None
     error: dict[str, Any] | None
+    outputs: list[GridResult] | None = None
+    model_error: BaseException | None = None
+    """What the model raised in the worker: the study then fails as if it had raised in the main process
+    (no JSON, so a re-run tries it again), not the file as unreadable."""
 
     def as_tensors(self) -> _Item:
         """Images and grids as torch tensors (no copy).  A worker returns the item like this: the
@@ -79,7 +83,7 @@ class _Item:
         pipe (7 MB per 1.2 MP image, 21 ms to pickle).  :meth:`as_arrays` undoes it."""
         return _Item(self.index, self.instance, self.study_uid,
                      [replace(r, image=_tensor(r.image)) for r in self.radiographs or []] or None,
-                     [_tensor(g) for g in self.grids or []] or None, self.error)
+                     [_tensor(g) for g in self.grids or []] or None, self.error, self.outputs, self.model_error)
 
     def as_arrays(self) -> _Item:
         """The item with numpy arrays again (views of the shared memory, no copy)."""
@@ -88,7 +92,7 @@ class _Item:
 
         return _Item(self.index, self.instance, self.study_uid,
                      [replace(r, image=array(r.image)) for r in self.radiographs or []] or None,
-                     [array(g) for g in self.grids or []] or None, self.error)
+                     [array(g) for g in self.grids or []] or None, self.error, self.outputs, self.model_error)
 
 
 def _tensor(array: np.ndarray) -> torch.Tensor:
@@ -96,12 +100,14 @@ def _tensor(array: np.ndarray) -> torch.Tensor:
 
 
 class _InstanceDataset(Dataset):
-    """Reads and resamples one DICOM file per item (runs in DataLoader workers)."""
+    """Reads and resamples one DICOM file per item (runs in DataLoader workers); with a ``predictor``, runs
+    the detection model on it there too (DataLoader workers run torch on one thread)."""
 
     def __init__(self, items: list[tuple[Instance, str]], predictor_card_spacing: float,
                  percentiles: tuple[float, float] | None, default_spacing_mm: float | None,
-                 decode_spacing_mm: float | None = None) -> None:
+                 decode_spacing_mm: float | None = None, predictor: Predictor | None = None) -> None:
         self.items = items
+        self.predictor = predictor
         self.spacing = predictor_card_spacing
         self.percentiles = percentiles
         self.default_spacing_mm = default_spacing_mm
@@ -118,12 +124,30 @@ class _InstanceDataset(Dataset):
             frames = read_radiographs(instance.path, default_spacing_mm=self.default_spacing_mm,
                                       coarsest_spacing_mm=self.decode_spacing_mm)
             grids = [to_model_grid(r, self.spacing, percentiles=self.percentiles) for r in frames]
-            return _Item(index, instance, study_uid, frames, grids, None).as_tensors()
+            item = _Item(index, instance, study_uid, frames, grids, None)
+            if self.predictor is not None:
+                try:
+                    with torch.inference_mode():
+                        item.outputs = [self.predictor.forward(g) for g in grids]
+                except Exception as exc:  # e.g. out of memory on one huge image
+                    item.model_error = _picklable(exc)
+            return item.as_tensors()
         except CalcdxError as exc:
             return _Item(index, instance, study_uid, None, None, exc.as_dict())
         except Exception as exc:  # a worker must never die on one file
             return _Item(index, instance, study_uid, None, None,
                          {"code": "E_INTERNAL", "path": str(instance.path), "reason": f"{type(exc).__name__}: {exc}"})
+
+
+def _picklable(exc: Exception) -> Exception:
+    """``exc`` if it survives the trip back from a worker, else a RuntimeError saying what it was."""
+    import pickle
+
+    try:
+        pickle.loads(pickle.dumps(exc))
+        return exc
+    except Exception:
+        return RuntimeError(f"{type(exc).__name__}: {exc}")
 
 
 def _identity(batch: list[_Item]) -> list[_Item]:
@@ -229,21 +253,34 @@ def default_workers(device: str = "cpu") -> int:
 def run_batch(paths: Sequence[str | Path], out_dir: str | Path, predictor: Predictor, *, workers: int | None = None,
               context: Any = None, write_sr: bool = True, write_overlays: bool = True,
               default_spacing_mm: float | None = None, progress: bool = True,
-              threads: int | None = None) -> BatchReport:
+              threads: int | None = None, model_in_workers: bool | None = None) -> BatchReport:
     """Analyse every study under ``paths`` into ``out_dir``; see the module docstring.
 
-    ``threads``: torch threads for the model while the batch runs; by default the cores left
-    over by the ``workers`` decoding processes.  Measured on 2 cores (docs/inference.md), a second
-    model thread beside two workers costs 25 % on JPEG 2000 and 15-25 % on uncompressed files,
-    where the workers are mostly idle: MobileNetV3-Small on one channel gains little from a second
-    thread (26 ms per image alone with one, 20–26 ms with two) and loses more to the other stages.
+    ``model_in_workers``: run the detection model in the decoding workers (one torch thread each) instead
+    of the main process; by default on the CPU whenever there are workers (never beside a GPU: a CUDA
+    context cannot cross a fork).  On 2 cores it read uncompressed files 35-43 % faster and JPEG 2000 as
+    fast (docs/inference.md): the model no longer shares the main process's interpreter lock with the
+    findings.
+
+    ``threads``: torch threads of the main process while the batch runs (the model's when it runs there,
+    else the crop heads'); by default the cores left over by the ``workers`` decoding processes.  Measured
+    on 2 cores (docs/inference.md) with the model in the main process, a second model thread beside two
+    workers cost 25 % on JPEG 2000 and 15-25 % on uncompressed files: MobileNetV3-Small on one channel
+    gains little from a second thread (26 ms per image alone with one, 20–26 ms with two) and loses more
+    to the other stages.
     """
     workers = default_workers(predictor.device) if workers is None else workers
+    on_cpu = torch.device(predictor.device).type == "cpu"
+    if model_in_workers is None:
+        model_in_workers = on_cpu and workers > 0
+    elif model_in_workers and (not on_cpu or workers <= 0):
+        raise ValueError("the model runs in the decoding workers only on the CPU and with at least one worker")
     previous_threads = torch.get_num_threads()
     torch.set_num_threads(threads or model_threads(workers, previous_threads))
     try:
         return _run_batch(paths, out_dir, predictor, workers=workers, context=context, write_sr=write_sr,
-                          write_overlays=write_overlays, default_spacing_mm=default_spacing_mm, progress=progress)
+                          write_overlays=write_overlays, default_spacing_mm=default_spacing_mm, progress=progress,
+                          model_in_workers=model_in_workers)
     finally:
         torch.set_num_threads(previous_threads)
 
@@ -270,7 +307,7 @@ def shard_studies(studies: Sequence[Study], rank: int, world: int) -> list[Study
 
 def _run_batch(paths: Sequence[str | Path], out_dir: str | Path, predictor: Predictor, *, workers: int,
                context: Any, write_sr: bool, write_overlays: bool, default_spacing_mm: float | None,
-               progress: bool) -> BatchReport:
+               progress: bool, model_in_workers: bool = False) -> BatchReport:
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     rank, world = _rank_world()
@@ -291,7 +328,8 @@ def _run_batch(paths: Sequence[str | Path], out_dir: str | Path, predictor: Pred
     items = [(inst, s.study_uid) for s in todo for inst in s.instances]
     dataset = _InstanceDataset(items, predictor.card.input_spacing_mm,
                                preprocessing_percentiles(predictor.card.preprocessing), default_spacing_mm,
-                               predictor.decode_spacing_mm)
+                               predictor.decode_spacing_mm,
+                               predictor if model_in_workers else None)
     loader = DataLoader(dataset, batch_size=1, shuffle=False, num_workers=max(0, workers),
                         collate_fn=_identity, prefetch_factor=2 if workers > 0 else None,
                         persistent_workers=False)
@@ -371,8 +409,13 @@ class _Outcome:
 
 
 def _forward(items: list[_Item], predictor: Predictor) -> list[list[GridResult]]:
-    """The model's outputs for every decoded frame of a study's items (main thread: torch)."""
-    return [[predictor.forward(grid) for grid in item.grids or []] for item in items]
+    """The model's outputs for every decoded frame of a study's items: those the workers computed, else
+    computed here (main thread: torch)."""
+    for item in items:
+        if item.model_error is not None:
+            raise item.model_error
+    return [item.outputs if item.outputs is not None else [predictor.forward(grid) for grid in item.grids or []]
+            for item in items]
 
 
 def _finish(study_uid: str, items: list[_Item], outputs: list[list[GridResult]] | Exception, predictor: Predictor,

@@ -431,10 +431,12 @@ def test_rank_sharded_run_merges_to_the_single_process_result(tmp_path: Path) ->
     assert (sharded / "failures-rank0.csv").exists() and (sharded / "failures-rank1.csv").exists()
 
 
-@pytest.mark.parametrize("stage", ["forward", "finish"])
+@pytest.mark.parametrize("stage", ["forward", "forward in a worker", "finish"])
 def test_a_study_that_fails_after_decoding_is_listed_and_the_batch_goes_on(
         stage: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """A failure in the model (main thread) or in findings/files (helper thread) costs one study only."""
+    """A failure in the model (main thread, or a decoding worker on the CPU) or in findings/files (helper
+    thread) costs one study only."""
+    from calcdx.datasets.reader import read_radiograph
     from calcdx.inference import batch as batch_module
     from calcdx.inference import run_batch
 
@@ -442,12 +444,14 @@ def test_a_study_that_fails_after_decoding_is_listed_and_the_batch_goes_on(
     headers = [pydicom.dcmread(EXAMPLES / n, stop_before_pixels=True) for n in names]
     victim = sorted((ds.StudyDate, ds.StudyInstanceUID) for ds in headers)[1][1]  # analysed second: oldest first
     predictor = Predictor()
-    if stage == "forward":
+    if stage.startswith("forward"):
         real_forward = predictor.forward
-        calls = iter(range(len(names)))
+        victim_path = next(EXAMPLES / n for n, ds in zip(names, headers, strict=True) if ds.StudyInstanceUID == victim)
+        victim_grid = predictor.to_grid(read_radiograph(victim_path)).shape
+        assert [predictor.to_grid(read_radiograph(EXAMPLES / n)).shape for n in names].count(victim_grid) == 1
 
         def forward(grid: np.ndarray) -> object:
-            if next(calls) == 1:
+            if grid.shape == victim_grid:
                 raise MemoryError("no room for this image")
             return real_forward(grid)
 
@@ -463,17 +467,39 @@ def test_a_study_that_fails_after_decoding_is_listed_and_the_batch_goes_on(
         monkeypatch.setattr(batch_module, "finalize_study", finalize_study)
     out = tmp_path / "out"
     report = run_batch([EXAMPLES / n for n in names], out, predictor, write_sr=False, write_overlays=False,
-                       progress=False)
+                       progress=False, model_in_workers=stage == "forward in a worker")
     assert report.n_studies == 2 and report.n_failures == 1
     failed = next(csv.DictReader((out / "failures.csv").open()))
     assert failed["code"] == "E_INTERNAL" and failed["study_instance_uid"] == victim
-    assert ("MemoryError: no room" if stage == "forward" else "OSError: disk full") in failed["reason"]
+    assert ("MemoryError: no room" if stage.startswith("forward") else "OSError: disk full") in failed["reason"]
     assert len(list(out.glob("*.json"))) == 2
     monkeypatch.undo()
     rerun = run_batch([EXAMPLES / n for n in names], out, Predictor(), write_sr=False, write_overlays=False,
                       progress=False)
     assert (rerun.n_studies, rerun.n_studies_skipped, rerun.n_failures) == (1, 2, 0)
     assert not list(csv.DictReader((out / "failures.csv").open()))
+
+
+def test_the_model_in_the_decoding_workers_gives_the_main_process_results(tmp_path: Path) -> None:
+    """On the CPU the model runs in the decoding workers by default; the findings are those of the model run
+    in the main process, and asking for it without workers is an error that says why."""
+    from calcdx.inference import run_batch
+
+    names = [EXAMPLES / n for n in ("img000004.dcm", "img000011.dcm", "img000013.dcm")]
+    predictor = Predictor()
+
+    def rows(folder: Path) -> list[tuple[str, ...]]:
+        keys = ("sop_instance_uid", "pattern", "probability", "long_axis_mm", "site", "margin")
+        return sorted(tuple(r[k] for k in keys) for r in csv.DictReader((folder / "summary.csv").open()))
+
+    for where, flag in (("workers", True), ("main", False)):
+        report = run_batch(names, tmp_path / where, predictor, workers=2, write_sr=False, write_overlays=False,
+                           progress=False, model_in_workers=flag)
+        assert (report.n_images, report.n_failures) == (3, 0)
+    assert rows(tmp_path / "workers") == rows(tmp_path / "main")
+    assert any(r[1] for r in rows(tmp_path / "workers"))  # findings to compare
+    with pytest.raises(ValueError, match="at least one worker"):
+        run_batch(names, tmp_path / "none", predictor, workers=0, progress=False, model_in_workers=True)
 
 
 def test_reduced_jpeg_2000_decoding_keeps_findings_on_the_files_pixel_grid() -> None:
