@@ -1,16 +1,15 @@
 """Batch inference: discovery -> streaming DataLoader (decode in workers) -> model -> per-study outputs.
 
-Three stages overlap: worker processes decode and resample (and, on the CPU, run the model), the
-main thread runs the model beside a GPU, and one helper thread measures the findings, explains them
-and writes the files of the study before.  Memory stays flat: at most two studies are held.  Results
-are written per study, atomically, the study JSON last; a re-run skips every study whose JSON exists for the same
-model weights (sha256, the heads' weights and cards too) and redoes the rest, so a killed batch loses nothing and
-duplicates nothing.  Unreadable or refused files go to ``failures.csv`` (code and reason)
-and never stop the batch.  Studies are analysed oldest first, so a follow-up is written after
-its prior and carries the comparison in its JSON and SR.  Under ``torchrun`` (RANK / WORLD_SIZE
-set) studies are sharded by patient (every study of one patient on one rank); every rank writes
-its own study files and ``failures-rank<R>.csv``, and rank 0 merges ``summary.csv`` and
-``failures.csv`` once all ranks are done.
+Three stages overlap: worker processes decode and resample (on the CPU they also run the model and measure
+the findings), the main thread runs the model beside a GPU, and one helper thread measures the findings
+there, explains them and writes the files of the study before.  Memory stays flat: at most two studies are
+held.  Results are written per study, atomically, the study JSON last; a re-run skips every study whose JSON
+exists for the same model weights (sha256, the heads' weights and cards too) and redoes the rest, so a
+killed batch loses nothing and duplicates nothing.  Unreadable or refused files go to ``failures.csv`` (code
+and reason) and never stop the batch.  Studies are analysed oldest first, so a follow-up is written after its
+prior and carries the comparison in its JSON and SR.  Under ``torchrun`` (RANK / WORLD_SIZE set) studies are
+sharded by patient (every study of one patient on one rank); every rank writes its own study files and
+``failures-rank<R>.csv``, and rank 0 merges ``summary.csv`` and ``failures.csv`` once all ranks are done.
 """
 
 from __future__ import annotations
@@ -72,10 +71,11 @@ class _Item:
     radiographs: list[Radiograph] | None
     grids: list[Any] | None
     error: dict[str, Any] | None
-    outputs: list[GridResult] | None = None
+    results: list[ImageResult] | None = None
+    """Each frame's findings, when the worker ran the model and measured them."""
     model_error: BaseException | None = None
-    """What the model raised in the worker: the study then fails as if it had raised in the main process
-    (no JSON, so a re-run tries it again), not the file as unreadable."""
+    """What the model or the findings raised in the worker: the study then fails as if it had raised in the
+    main process (no JSON, so a re-run tries it again), not the file as unreadable."""
 
     def as_tensors(self) -> _Item:
         """Images and grids as torch tensors (no copy).  A worker returns the item like this: the
@@ -83,7 +83,7 @@ class _Item:
         pipe (7 MB per 1.2 MP image, 21 ms to pickle).  :meth:`as_arrays` undoes it."""
         return _Item(self.index, self.instance, self.study_uid,
                      [replace(r, image=_tensor(r.image)) for r in self.radiographs or []] or None,
-                     [_tensor(g) for g in self.grids or []] or None, self.error, self.outputs, self.model_error)
+                     [_tensor(g) for g in self.grids or []] or None, self.error, self.results, self.model_error)
 
     def as_arrays(self) -> _Item:
         """The item with numpy arrays again (views of the shared memory, no copy)."""
@@ -92,7 +92,7 @@ class _Item:
 
         return _Item(self.index, self.instance, self.study_uid,
                      [replace(r, image=array(r.image)) for r in self.radiographs or []] or None,
-                     [array(g) for g in self.grids or []] or None, self.error, self.outputs, self.model_error)
+                     [array(g) for g in self.grids or []] or None, self.error, self.results, self.model_error)
 
 
 def _tensor(array: np.ndarray) -> torch.Tensor:
@@ -101,7 +101,7 @@ def _tensor(array: np.ndarray) -> torch.Tensor:
 
 class _InstanceDataset(Dataset):
     """Reads and resamples one DICOM file per item (runs in DataLoader workers); with a ``predictor``, runs
-    the detection model on it there too (DataLoader workers run torch on one thread)."""
+    the detection model and measures the findings there too (DataLoader workers run torch on one thread)."""
 
     def __init__(self, items: list[tuple[Instance, str]], predictor_card_spacing: float,
                  percentiles: tuple[float, float] | None, default_spacing_mm: float | None,
@@ -128,7 +128,8 @@ class _InstanceDataset(Dataset):
             if self.predictor is not None:
                 try:
                     with torch.inference_mode():
-                        item.outputs = [self.predictor.forward(g) for g in grids]
+                        item.results = [self.predictor.result(r, self.predictor.forward(g))
+                                        for r, g in zip(frames, grids, strict=True)]
                 except Exception as exc:  # e.g. out of memory on one huge image
                     item.model_error = _picklable(exc)
             return item.as_tensors()
@@ -256,14 +257,15 @@ def run_batch(paths: Sequence[str | Path], out_dir: str | Path, predictor: Predi
               threads: int | None = None, model_in_workers: bool | None = None) -> BatchReport:
     """Analyse every study under ``paths`` into ``out_dir``; see the module docstring.
 
-    ``model_in_workers``: run the detection model in the decoding workers (one torch thread each) instead
-    of the main process; by default on the CPU whenever there are workers (never beside a GPU: a CUDA
-    context cannot cross a fork).  On 2 cores it read uncompressed files 35-43 % faster and JPEG 2000 as
-    fast (docs/inference.md): the model no longer shares the main process's interpreter lock with the
-    findings.
+    ``model_in_workers``: run the detection model and measure the findings (crop heads included) in the
+    decoding workers (one torch thread each) instead of the main process, which then only explains and
+    writes; by default on the CPU whenever there are workers (never beside a GPU: a CUDA context cannot
+    cross a fork).  On 2 cores the model there read uncompressed files 35-43 % faster and JPEG 2000 as
+    fast, and the findings there 8 % more (docs/inference.md): they no longer take turns at the main
+    process's interpreter lock.
 
-    ``threads``: torch threads of the main process while the batch runs (the model's when it runs there,
-    else the crop heads'); by default the cores left over by the ``workers`` decoding processes.  Measured
+    ``threads``: torch threads of the main process while the batch runs (the model's and the crop heads'
+    when they run there); by default the cores left over by the ``workers`` decoding processes.  Measured
     on 2 cores (docs/inference.md) with the model in the main process, a second model thread beside two
     workers cost 25 % on JPEG 2000 and 15-25 % on uncompressed files: MobileNetV3-Small on one channel
     gains little from a second thread (26 ms per image alone with one, 20–26 ms with two) and loses more
@@ -409,12 +411,12 @@ class _Outcome:
 
 
 def _forward(items: list[_Item], predictor: Predictor) -> list[list[GridResult]]:
-    """The model's outputs for every decoded frame of a study's items: those the workers computed, else
-    computed here (main thread: torch)."""
+    """The model's outputs for every decoded frame of a study's items (main thread: torch); none for items
+    whose findings the workers measured."""
     for item in items:
         if item.model_error is not None:
             raise item.model_error
-    return [item.outputs if item.outputs is not None else [predictor.forward(grid) for grid in item.grids or []]
+    return [[] if item.results is not None else [predictor.forward(grid) for grid in item.grids or []]
             for item in items]
 
 
@@ -432,8 +434,11 @@ def _finish(study_uid: str, items: list[_Item], outputs: list[list[GridResult]] 
             outcome.refused.append({"path": str(item.instance.path), "study_instance_uid": study_uid,
                                     "code": item.error["code"], "reason": item.error["reason"]})
             continue
-        for r, grid_result in zip(item.radiographs or [], item_outputs, strict=False):
-            images.append(predictor.result(r, grid_result))
+        results = item.results if item.results is not None else [
+            predictor.result(r, grid_result) for r, grid_result in zip(item.radiographs or [], item_outputs,
+                                                                         strict=False)]
+        for r, image in zip(item.radiographs or [], results, strict=False):
+            images.append(image)
             radiographs[r.sop_instance_uid] = r
             sources[r.sop_instance_uid] = item.instance.path
         outcome.succeeded.append(str(item.instance.path))

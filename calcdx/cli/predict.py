@@ -27,13 +27,13 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--out", required=True, help="output folder (created; re-use it to resume)")
     parser.add_argument("--model", default=None, help="model folder (default: the shipped model)")
     parser.add_argument("--workers", type=int, default=None,
-                        help="DataLoader worker processes that decode and, on the CPU, run the model on one thread "
-                        "each (default on the CPU 2, or 1 on one core; beside a GPU every core but one; 0 = decode "
-                        "and run the model in the main process)")
+                        help="DataLoader worker processes that decode and, on the CPU, run the model (one thread "
+                        "each) and measure the findings (default on the CPU 2, or 1 on one core; beside a GPU every "
+                        "core but one; 0 = all in the main process)")
     add_device_option(parser, "; under torchrun each rank takes its local GPU")
     parser.add_argument("--threads", type=int, default=None,
-                        help="torch threads of the main process: the model's with --workers 0, else the crop "
-                        "heads' (default: the cores the workers leave)")
+                        help="torch threads for the model when it runs in the main process (--workers 0; default: "
+                        "the cores the workers leave)")
     parser.add_argument("--context", default=None, metavar="YAML", help="clinical context for the rule layer")
     parser.add_argument("--default-spacing", type=float, default=None, metavar="MM",
                         help="pixel spacing to assume when a file has none (flagged in the results)")
