@@ -247,9 +247,14 @@ def _text(status: str, tendon: str, body_part: str, side: str, before: Deposit |
 
 def compare_patients(results: Iterable[dict[str, Any]]) -> list[DepositChange]:
     """Every study of every patient against that patient's latest earlier study of the same part and side."""
+    return compare_studies(study_deposits(result) for result in results)
+
+
+def compare_studies(studies: Iterable[StudyDeposits | None]) -> list[DepositChange]:
+    """``compare_patients`` on the studies' deposits (``study_deposits``; None, for a study without a patient
+    or a date, is skipped)."""
     by_patient: dict[str, list[StudyDeposits]] = {}
-    for result in results:
-        study = study_deposits(result)
+    for study in studies:
         if study is not None:
             by_patient.setdefault(study.patient_id, []).append(study)
     changes: list[DepositChange] = []
