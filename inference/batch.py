@@ -130,6 +130,7 @@ class _InstanceDataset(Dataset):
                     with torch.inference_mode():
                         item.results = [self.predictor.result(r, self.predictor.forward(g))
                                         for r, g in zip(frames, grids, strict=True)]
+                    item.grids = None  # used: 1.4 MB per image less to hand over
                 except Exception as exc:  # e.g. out of memory on one huge image
                     item.model_error = _picklable(exc)
             return item.as_tensors()
