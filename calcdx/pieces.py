@@ -89,8 +89,6 @@ def central_cluster(mask: np.ndarray, gap_px: float) -> np.ndarray:
     radius = round(gap_px / 2)
     if radius < 1 or not mask.any():
         return central_piece(mask)
-    import cv2
-
     kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * radius + 1, 2 * radius + 1))
     joined = cv2.dilate(mask.astype(np.uint8), kernel).astype(bool)
     return central_piece(joined) & mask

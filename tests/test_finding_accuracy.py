@@ -59,7 +59,7 @@ def test_hits_duplicates_and_false_positives_are_told_apart() -> None:
     assert hadd_report["possible"]["duplicates"] == 1 and hadd_report["definite"]["duplicates"] == 0
     assert hadd_report["measurement"]["long_axis_ratio"]["median"] == 1.25
     by_length = hadd_report["measurement"]["long_axis_ratio_by_true_length"]
-    assert by_length["under 5 mm"] == {"n": 1, "p10": 1.25, "median": 1.25, "p90": 1.25, "sd_of_log": 0.0}
+    assert by_length["under 5 mm"] == {"n": 1, "p10": 1.25, "median": 1.25, "p90": 1.25, "log_sd": 0.0}
     assert by_length["5 mm and more"]["n"] == 0 and by_length["5 mm and more"]["median"] is None
     assert report["per_pattern"]["cppd"]["possible"]["sensitivity"] == 0.0
 

@@ -23,6 +23,7 @@ from calcdx.inference.crop_head import HeadCard
 from calcdx.inference.extent import CROP_SPACING_MM, FIELD_MM, ExtentNet, extent_of
 from calcdx.pieces import axes_mm
 from calcdx.training.crop_head import Crops, card_training, collect_crops, fit, save_head
+from calcdx.training.metrics import ratio_spread
 
 logger = logging.getLogger(__name__)
 
@@ -96,10 +97,7 @@ def extent_metrics(maps: np.ndarray, masks: np.ndarray, threshold: float) -> dic
     for k, axis in enumerate(("long", "short")):
         found = r[r[:, k] > 0, k]
         if found.size:
-            summary[axis] = {"median": round(float(np.median(found)), 3),
-                             "p10": round(float(np.percentile(found, 10)), 3),
-                             "p90": round(float(np.percentile(found, 90)), 3),
-                             "log_sd": round(float(np.log(found).std()), 3)}
+            summary[axis] = ratio_spread(found)
     return summary
 
 

@@ -35,6 +35,7 @@ from calcdx.datasets.manifest import ManifestRow, load_annotations
 from calcdx.errors import ManifestError
 from calcdx.inference.findings import CPPD_TENDON
 from calcdx.taxonomy import PATTERNS
+from calcdx.training.metrics import ratio_spread
 
 DEFAULT_TOLERANCE_MM = 5.0
 OPERATING_POINTS: tuple[str, ...] = ("possible", "definite")
@@ -293,13 +294,10 @@ measured worst, and the last range is the one the follow-up rests on)."""
 
 
 def _ratio_spread(ratios: Sequence[float]) -> dict[str, float | int | None]:
-    """n, p10, median, p90 and the standard deviation of the log of found/true ratios."""
+    """n and ``metrics.ratio_spread`` of found/true ratios (None for none)."""
     if not ratios:
-        return {"n": 0, "p10": None, "median": None, "p90": None, "sd_of_log": None}
-    arr = np.asarray(ratios, dtype=np.float64)
-    p10, median, p90 = np.percentile(arr, [10, 50, 90])
-    return {"n": int(arr.size), "p10": round(float(p10), 3), "median": round(float(median), 3),
-            "p90": round(float(p90), 3), "sd_of_log": round(float(np.std(np.log(np.maximum(arr, 1e-6)))), 3)}
+        return {"n": 0, "median": None, "p10": None, "p90": None, "log_sd": None}
+    return {"n": len(ratios), **ratio_spread(ratios)}
 
 
 def _fraction(flags: Sequence[bool]) -> float | None:

@@ -9,6 +9,15 @@ from typing import Any
 import numpy as np
 
 
+def ratio_spread(ratios: Sequence[float]) -> dict[str, float]:
+    """Median, 10th and 90th percentile and the standard deviation of the log of found/true ratios (a
+    ratio of 0 counts as 1e-6 in the log); how the extent head and ``calcdx score`` summarise a measurement."""
+    arr = np.asarray(ratios, dtype=np.float64)
+    return {"median": round(float(np.median(arr)), 3), "p10": round(float(np.percentile(arr, 10)), 3),
+            "p90": round(float(np.percentile(arr, 90)), 3),
+            "log_sd": round(float(np.log(np.maximum(arr, 1e-6)).std()), 3)}
+
+
 def sigmoid(x: np.ndarray) -> np.ndarray:
     """Numerically stable logistic function."""
     x = np.asarray(x, dtype=np.float64)
