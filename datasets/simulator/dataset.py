@@ -163,21 +163,25 @@ def sample_labels(rng: np.random.Generator, region: Region, cfg: SimulationConfi
 
 
 def _transform(arr: np.ndarray, body: Body, order: int) -> np.ndarray:
-    """Mirror for laterality and rotate about the centre (OpenCV; nearest-neighbour for masks)."""
+    """Mirror for laterality and rotate about the centre (OpenCV): bilinear for float images when
+    ``order`` is 1, nearest-neighbour for masks (bool or uint8).  Bool masks get nothing from outside
+    the frame; images and uint8 masks continue their edge.  Mirror and rotation are one warp."""
     import cv2
 
-    out = np.ascontiguousarray(arr[:, ::-1] if body.laterality == "L" else arr)
-    if abs(body.rotation_deg) > 0.5:
-        h, w = out.shape
-        matrix = cv2.getRotationMatrix2D(((w - 1) / 2, (h - 1) / 2), body.rotation_deg, 1.0)
-        src = out.astype(np.uint8) if out.dtype == bool else out
-        # images: the edge continues; masks: nothing comes in from outside the frame
-        border = cv2.BORDER_CONSTANT if out.dtype == bool else cv2.BORDER_REPLICATE
-        out = cv2.warpAffine(src, matrix, (w, h), flags=cv2.INTER_NEAREST if order == 0 else cv2.INTER_LINEAR,
-                             borderMode=border, borderValue=0)
-        if arr.dtype == bool:
-            out = out.astype(bool)
-    return out
+    h, w = arr.shape
+    mirrored = body.laterality == "L"
+    if abs(body.rotation_deg) <= 0.5:
+        return np.ascontiguousarray(arr[:, ::-1] if mirrored else arr)
+    matrix = cv2.getRotationMatrix2D(((w - 1) / 2, (h - 1) / 2), body.rotation_deg, 1.0)
+    if mirrored:  # rotate(mirror(x)): mirror takes column x to w - 1 - x
+        matrix = matrix @ np.array([[-1.0, 0.0, w - 1.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]])
+    is_bool = arr.dtype == bool
+    src = arr.view(np.uint8) if is_bool else arr
+    nearest = order == 0 or src.dtype == np.uint8
+    out = cv2.warpAffine(np.ascontiguousarray(src), matrix, (w, h),
+                         flags=cv2.INTER_NEAREST if nearest else cv2.INTER_LINEAR,
+                         borderMode=cv2.BORDER_CONSTANT if is_bool else cv2.BORDER_REPLICATE, borderValue=0)
+    return out.astype(bool) if is_bool else out
 
 
 FIELD_FRACTION_MIN = 0.5
