@@ -80,6 +80,32 @@ def test_look_alike_options_choose_how_often_and_which(tmp_path: Path) -> None:
         simulate_dataset(tmp_path / "bad", 1, hard_negative_rate=1.5)
 
 
+def test_hadd_length_range_draws_larger_deposits_and_keeps_the_other_draws(tmp_path: Path) -> None:
+    large = SimulationConfig(regions=(Region.SHOULDER,), patterns=(Pattern.HADD,), spacing_mm=0.3,
+                             hadd_length_mm=(26.0, 30.0))
+    standard = SimulationConfig(regions=(Region.SHOULDER,), patterns=(Pattern.HADD,), spacing_mm=0.3)
+    compared = 0
+    for index in range(12):
+        big, usual = render_case(3, index, large), render_case(3, index, standard)
+        assert big.region == usual.region and big.body == usual.body  # the same draws otherwise
+        deposits = [[les for les in case.lesions if les.kind == Pattern.HADD.value] for case in (big, usual)]
+        if len(deposits[0]) != len(deposits[1]):
+            continue  # one of them left the open field
+        for les_big, les_usual in zip(*deposits, strict=True):
+            extent_big = _long_extent_mm(les_big.thickness, 0.3)
+            assert extent_big >= 20.0, extent_big
+            assert extent_big > _long_extent_mm(les_usual.thickness, 0.3)
+            compared += 1
+    assert compared >= 3
+    with pytest.raises(ConfigError, match="hadd_length_mm"):
+        simulate_dataset(tmp_path / "bad", 1, hadd_length_mm=(20.0, 10.0))
+
+
+def _long_extent_mm(thickness: np.ndarray, spacing_mm: float) -> float:
+    rows, cols = np.nonzero(thickness > 0.1 * thickness.max())
+    return float(np.hypot(np.ptp(rows), np.ptp(cols))) * spacing_mm
+
+
 def test_written_files_read_back_with_ground_truth(small_set: Path) -> None:
     rows = read_manifest(small_set / "manifest.csv")
     assert len(rows) == 8

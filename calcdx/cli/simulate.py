@@ -39,6 +39,9 @@ def register(subparsers: Any) -> None:
                         "annotations and the manifest)")
     parser.add_argument("--shifted", action="store_true",
                         help="acquisition outside the training range (kVp 92-110, low dose, more blur)")
+    parser.add_argument("--hadd-length-mm", type=float, nargs=2, metavar=("LOW", "HIGH"), default=None,
+                        help="range of HADD deposits' long axes in mm (default 2 18, the standard data set; the "
+                        "literature's reach 30)")
     parser.add_argument("--gallery", metavar="PNG", help="write a picture of every pattern in every region instead")
     parser.set_defaults(func=run)
 
@@ -52,11 +55,13 @@ def run(args: argparse.Namespace) -> int:
     if not args.out:
         raise SystemExit("calcdx simulate: --out is required")
     from calcdx.datasets.simulator import simulate_dataset
+    from calcdx.datasets.simulator.patterns import HADD_LENGTH_MM
 
     manifest = simulate_dataset(args.out, args.n, seed=args.seed, workers=args.workers, regions=args.regions,
                                 patterns=args.patterns, spacing_mm=args.spacing_mm, twins=args.twins,
                                 follow_ups=args.follow_ups, shifted=args.shifted,
                                 hard_negative_rate=args.hard_negative_rate,
-                                look_alikes=args.look_alikes, progress=True)
+                                look_alikes=args.look_alikes,
+                                hadd_length_mm=tuple(args.hadd_length_mm or HADD_LENGTH_MM), progress=True)
     print(f"wrote {manifest}")
     return 0

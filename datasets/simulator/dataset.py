@@ -30,7 +30,7 @@ from calcdx.datasets.simulator.follow_up import Course, FollowUp, follow_up_stre
 from calcdx.datasets.simulator.lesion import Lesion, support
 from calcdx.datasets.simulator.look_alikes import NEGATIVE_RENDERERS
 from calcdx.datasets.simulator.materials import Material
-from calcdx.datasets.simulator.patterns import PATTERN_RENDERERS, hadd
+from calcdx.datasets.simulator.patterns import HADD_LENGTH_MM, PATTERN_RENDERERS, hadd
 from calcdx.datasets.simulator.physics import Acquisition, collimated_rows, expose, process
 from calcdx.datasets.simulator.shapes import Grid, Window, enclosing_window
 from calcdx.errors import ConfigError
@@ -75,8 +75,13 @@ class SimulationConfig:
     follow_ups: bool = False
     """Also render a follow-up study of each case with HADD (``follow_up``)."""
     shifted: bool = False  # acquisition outside the training range (kVp, dose, blur, spacing)
+    hadd_length_mm: tuple[float, float] = HADD_LENGTH_MM
+    """Range of HADD deposits' long axes (mm); the default is the standard data set's."""
 
     def __post_init__(self) -> None:
+        low, high = self.hadd_length_mm
+        if not 0.5 <= low <= high <= 60.0:
+            raise ConfigError(f'Argument "hadd_length_mm" should be a range within [0.5, 60] mm, got {low}-{high}')
         if self.spacing_mm is not None and not 0.05 <= self.spacing_mm <= 2.0:
             raise ConfigError(f'Argument "spacing_mm" should be in [0.05, 2.0] mm, got {self.spacing_mm}')
         if not self.regions or not self.patterns:
@@ -273,11 +278,12 @@ def render_case(seed: int, index: int, cfg: SimulationConfig, *, drop_patterns: 
     lesions: list[Lesion] = []
     for pattern, vis in zip(patterns, visibilities, strict=False):
         replay = copy.deepcopy(r_lesions) if follow_up is not None and pattern is Pattern.HADD else None
-        lesion = PATTERN_RENDERERS[pattern](phantom, r_lesions, vis)  # the prior's draws: streams stay aligned
+        lesion = (hadd(phantom, r_lesions, vis, length_mm=cfg.hadd_length_mm) if pattern is Pattern.HADD
+                  else PATTERN_RENDERERS[pattern](phantom, r_lesions, vis))  # the prior's draws: streams stay aligned
         if replay is not None and follow_up is not None:
             if follow_up.change.course is Course.RESOLVED:
                 continue
-            lesion = hadd(phantom, replay, vis, follow_up.change)
+            lesion = hadd(phantom, replay, vis, follow_up.change, length_mm=cfg.hadd_length_mm)
         if not drop_patterns:
             lesions.append(embed_in_body(phantom, lesion))
     for name, vis in zip(negatives, visibilities[len(patterns):], strict=False):
@@ -431,6 +437,7 @@ def simulate_dataset(out_dir: str | Path, n: int, seed: int = 0, workers: int = 
                      spacing_mm: float | None = None, *, twins: bool = False, follow_ups: bool = False,
                      shifted: bool = False,
                      hard_negative_rate: float = 0.6, look_alikes: Sequence[str] | None = None,
+                     hadd_length_mm: tuple[float, float] = HADD_LENGTH_MM,
                      progress: bool = False) -> Path:
     """Simulate ``n`` radiographs into ``out_dir``; returns the manifest path.
 
@@ -438,10 +445,11 @@ def simulate_dataset(out_dir: str | Path, n: int, seed: int = 0, workers: int = 
     annotations ``.json`` and one mask ``.npz`` per lesion, and ``manifest.csv``.
 
     ``hard_negative_rate`` and ``look_alikes`` change how often, and which, look-alikes are
-    drawn (a look-alike-heavy training set); the defaults give the standard data set.
+    drawn (a look-alike-heavy training set), and ``hadd_length_mm`` the range of HADD deposits' long axes
+    (a set of large deposits); the defaults give the standard data set.
 
     Raises:
-        ConfigError: unknown region, pattern or look-alike, bad spacing or rate, n < 1.
+        ConfigError: unknown region, pattern or look-alike, bad spacing, rate or length range, n < 1.
     """
     if n < 1:
         raise ConfigError(f'Argument "n" should be a positive integer, got {n}')
@@ -450,7 +458,7 @@ def simulate_dataset(out_dir: str | Path, n: int, seed: int = 0, workers: int = 
             regions=tuple(Region(r) for r in regions) if regions else tuple(Region),
             patterns=tuple(Pattern(p) for p in patterns) if patterns else PATTERNS,
             spacing_mm=spacing_mm, twins=twins, follow_ups=follow_ups, shifted=shifted,
-            hard_negative_rate=hard_negative_rate,
+            hard_negative_rate=hard_negative_rate, hadd_length_mm=(float(hadd_length_mm[0]), float(hadd_length_mm[1])),
             look_alikes=tuple(look_alikes) if look_alikes else LOOK_ALIKE_GROUPS,
         )
     except ValueError as exc:

@@ -24,22 +24,26 @@ from calcdx.datasets.simulator.shapes import (
 from calcdx.findings import Morphology
 from calcdx.taxonomy import LocationClass, Pattern
 
-MIN_HADD_SEMI_LENGTH_MM = 1.0
-"""Half the shortest HADD deposit drawn (2 mm long)."""
+HADD_LENGTH_MM: tuple[float, float] = (2.0, 18.0)
+"""The range of HADD deposits' long axes (mm, uniform, the comet tail not included) in the standard data set.
+The literature's deposits reach 3 cm (SIMULATOR-NOTES); ``SimulationConfig.hadd_length_mm`` draws larger ones
+for a test set (the extent head's coarse pass, docs/inference.md)."""
 
 
-def hadd(ph: Phantom, rng: np.random.Generator, visibility: str, change: DepositChange | None = None) -> Lesion:
+def hadd(ph: Phantom, rng: np.random.Generator, visibility: str, change: DepositChange | None = None,
+         length_mm: tuple[float, float] = HADD_LENGTH_MM) -> Lesion:
     """A deposit in one of the body part's tendons: formative/resting (dense, homogeneous, well defined
-    oval) or resorptive (fluffy, ill defined, comet tail, less dense).  ``change`` (a follow-up) scales
-    its length and width and may force the phase; ``rng`` is then replayed from the prior's state, so
-    the tendon, place and direction are the prior's."""
+    oval) or resorptive (fluffy, ill defined, comet tail, less dense), its long axis drawn in ``length_mm``.
+    ``change`` (a follow-up) scales its length and width and may force the phase; ``rng`` is then replayed
+    from the prior's state (and ``length_mm`` must be the prior's), so the tendon, place and direction are
+    the prior's."""
     name, (ty, tx), direction = pick(rng, ph.landmarks["tendons"])  # type: ignore[misc]
     v = VISIBILITY_SCALE[visibility]
     t = ph.grid.zeros()
     resorptive = rng.random() < 0.4
-    # semi-axes in mm: the deposit is 2-18 mm long; below the 5 mm that were the floor until 2026-12-06
-    # (a fifth of deposits) its width shrinks with it, above it both are drawn as before
-    length = rng.uniform(MIN_HADD_SEMI_LENGTH_MM, 9.0)
+    # semi-axes in mm: by default the deposit is 2-18 mm long; below the 5 mm that were the floor until
+    # 2026-12-06 (a fifth of deposits) its width shrinks with it, above it both are drawn as before
+    length = rng.uniform(length_mm[0] / 2.0, length_mm[1] / 2.0)
     width = rng.uniform(1.5, 4.0) * min(1.0, length / 2.5)
     if change is not None:
         length, width = length * change.size_factor, width * change.size_factor
