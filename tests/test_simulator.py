@@ -97,8 +97,9 @@ def test_hadd_length_range_draws_larger_deposits_and_keeps_the_other_draws(tmp_p
             assert extent_big > _long_extent_mm(les_usual.thickness, 0.3)
             compared += 1
     assert compared >= 3
-    with pytest.raises(ConfigError, match="hadd_length_mm"):
-        simulate_dataset(tmp_path / "bad", 1, hadd_length_mm=(20.0, 10.0))
+    for bad in ((20.0, 10.0), (5.0,), (0.1, 10.0)):
+        with pytest.raises(ConfigError, match="hadd_length_mm"):
+            simulate_dataset(tmp_path / "bad", 1, hadd_length_mm=bad)  # type: ignore[arg-type]
 
 
 def _long_extent_mm(thickness: np.ndarray, spacing_mm: float) -> float:

@@ -290,8 +290,8 @@ TRUE_LENGTH_BINS_MM: tuple[tuple[str, float, float], ...] = (
     ("under 5 mm", 0.0, 5.0), ("5-8 mm", 5.0, 8.0), ("8-12 mm", 8.0, 12.0), ("12 mm and more", 12.0, np.inf),
     ("5 mm and more", 5.0, np.inf), ("20 mm and more", 20.0, np.inf))
 """True long-axis ranges that ``long_axis_ratio_by_true_length`` reports separately (small deposits are
-measured worst, "5 mm and more" is the range the follow-up rests on, and "20 mm and more" the extent head's
-coarse pass)."""
+measured worst, "5 mm and more" is the range the follow-up rests on, and "20 mm and more" the large deposits
+of ``calcdx simulate --hadd-length-mm``)."""
 
 
 def _ratio_spread(ratios: Sequence[float]) -> dict[str, float | int | None]:

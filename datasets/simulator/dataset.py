@@ -79,9 +79,9 @@ class SimulationConfig:
     """Range of HADD deposits' long axes (mm); the default is the standard data set's."""
 
     def __post_init__(self) -> None:
-        low, high = self.hadd_length_mm
-        if not 0.5 <= low <= high <= 60.0:
-            raise ConfigError(f'Argument "hadd_length_mm" should be a range within [0.5, 60] mm, got {low}-{high}')
+        if len(self.hadd_length_mm) != 2 or not 0.5 <= self.hadd_length_mm[0] <= self.hadd_length_mm[1] <= 60.0:
+            raise ConfigError('Argument "hadd_length_mm" should be a range (low, high) within [0.5, 60] mm, '
+                              f'got {self.hadd_length_mm}')
         if self.spacing_mm is not None and not 0.05 <= self.spacing_mm <= 2.0:
             raise ConfigError(f'Argument "spacing_mm" should be in [0.05, 2.0] mm, got {self.spacing_mm}')
         if not self.regions or not self.patterns:
@@ -458,7 +458,7 @@ def simulate_dataset(out_dir: str | Path, n: int, seed: int = 0, workers: int = 
             regions=tuple(Region(r) for r in regions) if regions else tuple(Region),
             patterns=tuple(Pattern(p) for p in patterns) if patterns else PATTERNS,
             spacing_mm=spacing_mm, twins=twins, follow_ups=follow_ups, shifted=shifted,
-            hard_negative_rate=hard_negative_rate, hadd_length_mm=(float(hadd_length_mm[0]), float(hadd_length_mm[1])),
+            hard_negative_rate=hard_negative_rate, hadd_length_mm=tuple(float(v) for v in hadd_length_mm),
             look_alikes=tuple(look_alikes) if look_alikes else LOOK_ALIKE_GROUPS,
         )
     except ValueError as exc:

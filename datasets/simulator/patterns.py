@@ -27,7 +27,7 @@ from calcdx.taxonomy import LocationClass, Pattern
 HADD_LENGTH_MM: tuple[float, float] = (2.0, 18.0)
 """The range of HADD deposits' long axes (mm, uniform, the comet tail not included) in the standard data set.
 The literature's deposits reach 3 cm (SIMULATOR-NOTES); ``SimulationConfig.hadd_length_mm`` draws larger ones
-for a test set (the extent head's coarse pass, docs/inference.md)."""
+(the extent head's training and a test set of large deposits: docs/simulator.md, docs/model.md)."""
 
 
 def hadd(ph: Phantom, rng: np.random.Generator, visibility: str, change: DepositChange | None = None,
