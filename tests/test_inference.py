@@ -543,6 +543,11 @@ def test_score_matches_the_batch_findings_to_the_examples_ground_truth(batch: Pa
     assert result.returncode == 0, result.stderr
     assert "tumoral_calcinosis" in result.stdout
     report = json.loads((out / "findings_report.json").read_text())
+    by_length = report["per_pattern"]["tumoral_calcinosis"]["measurement"]["long_axis_ratio_by_true_length"]
+    shown = next(line for line in result.stdout.splitlines()[::-1] if line.startswith("tumoral_calcinosis"))
+    for label, entry in by_length.items():  # every range with a lesion found, as median (n); the others left out
+        assert (f"{label} {entry['median']:.2f} ({entry['n']})" in shown) if entry["n"] else (f"{label} " not in shown)
+    assert any(entry["n"] for entry in by_length.values()), by_length
     assert report["n_images"] == 14 and report["images_missing"] == 11 and report["images_not_analyzed"] == 0
     tumoral = report["per_pattern"]["tumoral_calcinosis"]["possible"]["sensitivity_by_body_part"]
     body_of_img4 = next(r["body_part"] for r in csv.DictReader((EXAMPLES / "manifest.csv").open())

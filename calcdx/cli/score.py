@@ -49,6 +49,7 @@ def run(args: argparse.Namespace) -> int:
     print("median (90th percentile) over the lesions found at 'possible' or above; margin, site (HADD: tendon; "
           "CPPD: cartilage or tendon), location class and count: share that agree\n"
           + "\n".join(measurement_lines(report)))
+    print("\n".join(size_lines(report)))
     print(f"report written to {out}")
     return 0
 
@@ -90,4 +91,16 @@ def measurement_lines(report: dict[str, Any]) -> list[str]:
                      f"{q(m['centroid_error_mm']):>13s} {share(m['margin_agreement']):>6s} "
                      f"{share(m['site_named']) + ' / ' + share(m['site_agreement']):>18s} "
                      f"{share(m['location_class_agreement']):>8s} {share(m['count_exact']):>5s}")
+    return lines
+
+
+def size_lines(report: dict[str, Any]) -> list[str]:
+    """The long axis found/true by true length (``long_axis_ratio_by_true_length``): a header, then one line per
+    pattern with a lesion found, each range as median (n); ranges that hold none are left out."""
+    lines = ["long axis found/true by true long axis: median (lesions found)"]
+    for name, p in report["per_pattern"].items():
+        ranges = [f"{label} {entry['median']:.2f} ({entry['n']})"
+                  for label, entry in p["measurement"]["long_axis_ratio_by_true_length"].items() if entry["n"]]
+        if ranges:
+            lines.append(f"{name:24s} " + "; ".join(ranges))
     return lines
