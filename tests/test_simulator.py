@@ -23,6 +23,7 @@ from calcdx.datasets.simulator.dicom_writer import UID_ROOT
 from calcdx.datasets.simulator.materials import ENERGIES_KEV, Material, mu_per_mm
 from calcdx.datasets.simulator.spectrum import mean_energy_kev
 from calcdx.errors import ConfigError
+from calcdx.pieces import axes_mm
 from calcdx.taxonomy import PATTERNS, Pattern, Region
 from tests.tools import dciodvfy_errors
 
@@ -92,9 +93,9 @@ def test_hadd_length_range_draws_larger_deposits_and_keeps_the_other_draws(tmp_p
         if len(deposits[0]) != len(deposits[1]):
             continue  # one of them left the open field
         for les_big, les_usual in zip(*deposits, strict=True):
-            extent_big = _long_extent_mm(les_big.thickness, 0.3)
+            extent_big = _long_axis_mm(les_big.thickness)
             assert extent_big >= 20.0, extent_big
-            assert extent_big > _long_extent_mm(les_usual.thickness, 0.3)
+            assert extent_big > _long_axis_mm(les_usual.thickness)
             compared += 1
     assert compared >= 3
     for bad in ((20.0, 10.0), (5.0,), (0.1, 10.0)):
@@ -102,9 +103,9 @@ def test_hadd_length_range_draws_larger_deposits_and_keeps_the_other_draws(tmp_p
             simulate_dataset(tmp_path / "bad", 1, hadd_length_mm=bad)  # type: ignore[arg-type]
 
 
-def _long_extent_mm(thickness: np.ndarray, spacing_mm: float) -> float:
-    rows, cols = np.nonzero(thickness > 0.1 * thickness.max())
-    return float(np.hypot(np.ptp(rows), np.ptp(cols))) * spacing_mm
+def _long_axis_mm(thickness: np.ndarray, spacing_mm: float = 0.3) -> float:
+    """The long axis of a deposit drawn at ``spacing_mm``, at 10 % of its peak (as its mask is made)."""
+    return axes_mm(thickness > 0.1 * thickness.max(), (spacing_mm, spacing_mm))[0]
 
 
 def test_written_files_read_back_with_ground_truth(small_set: Path) -> None:
