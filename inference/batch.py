@@ -35,6 +35,7 @@ from calcdx.datasets.radiograph import Radiograph
 from calcdx.datasets.reader import read_radiographs
 from calcdx.errors import CalcdxError
 from calcdx.inference.followup import StudyDeposits, compare_studies, study_deposits, write_followup
+from calcdx.inference.overlay import display_pixels
 from calcdx.inference.predictor import HEAD_NAMES, ImageResult, Predictor, preprocessing_percentiles
 from calcdx.inference.study import atomic_write_text, finalize_study, safe_name
 from calcdx.models.apply import GridResult
@@ -76,26 +77,52 @@ class _Item:
     model_error: BaseException | None = None
     """What the model or the findings raised in the worker: the study then fails as if it had raised in the
     main process (no JSON, so a re-run tries it again), not the file as unreadable."""
+    image_shapes: list[tuple[int, int]] | None = None
+    """Set once the worker has dropped the pixels it measured the findings on (:meth:`without_pixels`): each
+    frame's (rows, cols), which the main process's radiographs keep."""
+
+    def without_pixels(self, *, display: bool) -> _Item:
+        """The item once the findings are measured: the main process then only explains and writes, so it
+        gets no float image (4.7 MB per 1.2 MP image to copy into shared memory: 5 ms of a worker's time
+        per image, measured).  With ``display``, each radiograph keeps a uint8 copy of its image, all the
+        overlay draws (``calcdx.inference.overlay.render_overlay``); without, an empty array."""
+        def kept(r: Radiograph) -> np.ndarray:
+            return display_pixels(r.image) if display else np.zeros((0, 0), np.float32)
+
+        return replace(self, radiographs=[replace(r, image=kept(r)) for r in self.radiographs or []] or None,
+                       grids=None, image_shapes=[r.shape for r in self.radiographs or []])
 
     def as_tensors(self) -> _Item:
         """Images and grids as torch tensors (no copy).  A worker returns the item like this: the
         DataLoader then hands the pixels over in shared memory instead of pickling them through a
         pipe (7 MB per 1.2 MP image, 21 ms to pickle).  :meth:`as_arrays` undoes it."""
-        return _Item(self.index, self.instance, self.study_uid,
-                     [replace(r, image=_tensor(r.image)) for r in self.radiographs or []] or None,
-                     [_tensor(g) for g in self.grids or []] or None, self.error, self.results, self.model_error)
+        return replace(self, radiographs=[replace(r, image=_tensor(r.image)) for r in self.radiographs or []] or None,
+                       grids=[_tensor(g) for g in self.grids or []] or None)
 
     def as_arrays(self) -> _Item:
-        """The item with numpy arrays again (views of the shared memory, no copy)."""
+        """The item with numpy arrays again (views of the shared memory, no copy).  A radiograph whose
+        pixels the worker dropped gets a read-only array of zeros of its shape that takes no memory."""
         def array(value: Any) -> Any:
             return value.numpy() if isinstance(value, torch.Tensor) else value
 
-        return _Item(self.index, self.instance, self.study_uid,
-                     [replace(r, image=array(r.image)) for r in self.radiographs or []] or None,
-                     [array(g) for g in self.grids or []] or None, self.error, self.results, self.model_error)
+        def image(r: Radiograph, k: int) -> np.ndarray:
+            pixels = array(r.image)
+            if self.image_shapes is not None and pixels.size == 0:
+                return np.broadcast_to(np.float32(0.0), self.image_shapes[k])
+            return pixels
+
+        return replace(self, radiographs=[replace(r, image=image(r, k)) for k, r in enumerate(self.radiographs or [])]
+                       or None, grids=[array(g) for g in self.grids or []] or None)
 
 
-def _tensor(array: np.ndarray) -> torch.Tensor:
+SHARED_MEMORY_FROM_BYTES = 1 << 16
+"""Arrays from this size on travel from a worker in shared memory (as torch tensors); smaller ones are
+pickled: a file descriptor per array costs more than the copy."""
+
+
+def _tensor(array: np.ndarray) -> torch.Tensor | np.ndarray:
+    if array.nbytes < SHARED_MEMORY_FROM_BYTES:
+        return array
     return torch.from_numpy(np.ascontiguousarray(array))
 
 
@@ -105,9 +132,12 @@ class _InstanceDataset(Dataset):
 
     def __init__(self, items: list[tuple[Instance, str]], predictor_card_spacing: float,
                  percentiles: tuple[float, float] | None, default_spacing_mm: float | None,
-                 decode_spacing_mm: float | None = None, predictor: Predictor | None = None) -> None:
+                 decode_spacing_mm: float | None = None, predictor: Predictor | None = None,
+                 display_pixels: bool = True) -> None:
         self.items = items
         self.predictor = predictor
+        self.display_pixels = display_pixels
+        """With a ``predictor``: whether the main process gets each image's display copy (for overlays)."""
         self.spacing = predictor_card_spacing
         self.percentiles = percentiles
         self.default_spacing_mm = default_spacing_mm
@@ -130,7 +160,7 @@ class _InstanceDataset(Dataset):
                     with torch.inference_mode():
                         item.results = [self.predictor.result(r, self.predictor.forward(g))
                                         for r, g in zip(frames, grids, strict=True)]
-                    item.grids = None  # used: 1.4 MB per image less to hand over
+                    item = item.without_pixels(display=self.display_pixels)
                 except Exception as exc:  # e.g. out of memory on one huge image
                     item.model_error = _picklable(exc)
             return item.as_tensors()
@@ -340,7 +370,7 @@ def _run_batch(paths: Sequence[str | Path], out_dir: str | Path, predictor: Pred
     dataset = _InstanceDataset(items, predictor.card.input_spacing_mm,
                                preprocessing_percentiles(predictor.card.preprocessing), default_spacing_mm,
                                predictor.decode_spacing_mm,
-                               predictor if model_in_workers else None)
+                               predictor if model_in_workers else None, display_pixels=write_overlays)
     loader = DataLoader(dataset, batch_size=1, shuffle=False, num_workers=max(0, workers),
                         collate_fn=_identity, prefetch_factor=2 if workers > 0 else None,
                         persistent_workers=False)

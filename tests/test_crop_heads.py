@@ -281,3 +281,23 @@ def test_a_sliver_of_a_large_deposit_keeps_the_classical_measurement() -> None:
     assert _head_missed_large_deposit(0.4, 19.5)  # seed 8484: a 27 mm deposit, the head found one pixel
     assert not _head_missed_large_deposit(5.7, 13.2)  # a short box: the head is trusted
     assert not _head_missed_large_deposit(7.5, 16.5)  # the box overestimated a 7.8 mm deposit; the head was right
+
+
+@pytest.mark.parametrize(("head_class", "folder"), [(SiteHead, SITE_HEAD_DIR), (MarginHead, MARGIN_HEAD_DIR),
+                                                    (ExtentHead, EXTENT_HEAD_DIR)])
+def test_a_single_crop_gives_what_it_gives_in_a_batch(head_class: type, folder: str) -> None:
+    """A head runs a single crop's one-channel convolutions as a batch of two (``PairedConv``: faster on a
+    CPU); its logits are those of the same crop in a batch of three, and the paired convolutions hold the
+    head's own weights."""
+    import torch
+
+    from calcdx.inference.crop_head import PairedConv
+
+    head = head_class(head_dir(None, folder))
+    paired = [m for m in head.net.modules() if isinstance(m, PairedConv)]
+    assert len(paired) == 1 and paired[0].conv.in_channels == 1
+    crops = np.random.default_rng(5).normal(size=(3, 1, head.card.crop_size, head.card.crop_size)).astype(np.float32)
+    with torch.inference_mode():
+        together = head.net(torch.from_numpy(crops))
+    alone = np.stack([head.logits(crop[0]).numpy() for crop in crops])
+    np.testing.assert_allclose(alone, together.numpy(), atol=1e-4)

@@ -480,9 +480,12 @@ def test_a_study_that_fails_after_decoding_is_listed_and_the_batch_goes_on(
     assert not list(csv.DictReader((out / "failures.csv").open()))
 
 
-def test_the_model_in_the_decoding_workers_gives_the_main_process_results(tmp_path: Path) -> None:
+@pytest.mark.parametrize("overlays", [False, True], ids=["json", "json and overlays"])
+def test_the_model_in_the_decoding_workers_gives_the_main_process_results(tmp_path: Path, overlays: bool) -> None:
     """On the CPU the model runs in the decoding workers by default; the findings are those of the model run
-    in the main process, and asking for it without workers is an error that says why."""
+    in the main process, and asking for it without workers is an error that says why.  The workers then hand
+    over no float image (only the 8-bit copy the overlay draws on, when overlays are written): the study JSON
+    (image size included) and the overlay pictures are the same as from the main process."""
     from calcdx.inference import run_batch
 
     names = [EXAMPLES / n for n in ("img000004.dcm", "img000011.dcm", "img000013.dcm")]
@@ -492,12 +495,25 @@ def test_the_model_in_the_decoding_workers_gives_the_main_process_results(tmp_pa
         keys = ("sop_instance_uid", "pattern", "probability", "long_axis_mm", "site", "margin")
         return sorted(tuple(r[k] for k in keys) for r in csv.DictReader((folder / "summary.csv").open()))
 
+    def studies(folder: Path) -> dict[str, dict]:
+        found = {}
+        for path in folder.glob("*.json"):
+            data = json.loads(path.read_text())
+            if "study_instance_uid" in data:
+                data.pop("created")
+                found[path.name] = data
+        return found
+
     for where, flag in (("workers", True), ("main", False)):
-        report = run_batch(names, tmp_path / where, predictor, workers=2, write_sr=False, write_overlays=False,
+        report = run_batch(names, tmp_path / where, predictor, workers=2, write_sr=False, write_overlays=overlays,
                            progress=False, model_in_workers=flag)
         assert (report.n_images, report.n_failures) == (3, 0)
     assert rows(tmp_path / "workers") == rows(tmp_path / "main")
     assert any(r[1] for r in rows(tmp_path / "workers"))  # findings to compare
+    assert studies(tmp_path / "workers") == studies(tmp_path / "main") and len(studies(tmp_path / "main")) == 3
+    pictures = {p.name: p.read_bytes() for p in (tmp_path / "workers").glob("*_overlay.png")}
+    assert pictures == {p.name: p.read_bytes() for p in (tmp_path / "main").glob("*_overlay.png")}
+    assert len(pictures) == (3 if overlays else 0)
     with pytest.raises(ValueError, match="at least one worker"):
         run_batch(names, tmp_path / "none", predictor, workers=0, progress=False, model_in_workers=True)
 
