@@ -7,7 +7,8 @@ from dataclasses import dataclass
 
 import cv2
 import numpy as np
-from scipy import ndimage
+
+from calcdx.morphology import label
 
 MAX_OUTLINE_POINTS = 64
 
@@ -68,16 +69,38 @@ def outline(mask: np.ndarray, max_points: int = MAX_OUTLINE_POINTS) -> np.ndarra
 
 def nearest_label(labels: np.ndarray, centre: tuple[float, float]) -> int:
     """Of the labelled pieces (``ndimage.label`` output, at least one), the lowest-numbered among those
-    with a pixel nearest ``centre`` (row, col)."""
-    rows, cols = np.ogrid[:labels.shape[0], :labels.shape[1]]
-    distance = np.hypot(rows - centre[0], cols - centre[1])
-    distance[labels == 0] = np.inf
-    return int(labels[distance == distance.min()].min())
+    with a pixel nearest ``centre`` (row, col).
+
+    The search starts in a small window around ``centre`` and widens it until a labelled pixel lies
+    within the window's inscribed circle: nothing outside can then be nearer.  A deposit usually lies
+    at the centre, so the whole patch is seldom read (it took 1.2 ms per call on a calcinosis sheet's
+    patch, for the distance of every pixel)."""
+    rows_total, cols_total = labels.shape
+    radius = NEAREST_LABEL_FIRST_RADIUS_PX
+    while True:
+        top, left = max(int(np.floor(centre[0] - radius)), 0), max(int(np.floor(centre[1] - radius)), 0)
+        bottom = min(int(np.ceil(centre[0] + radius)) + 1, rows_total)
+        right = min(int(np.ceil(centre[1] + radius)) + 1, cols_total)
+        window = labels[top:bottom, left:right]
+        rows, cols = np.nonzero(window)
+        whole = top == 0 and left == 0 and bottom == rows_total and right == cols_total
+        if rows.size:
+            squared = (rows + (top - centre[0])) ** 2 + (cols + (left - centre[1])) ** 2
+            nearest = squared.min()
+            if nearest <= radius * radius or whole:
+                on = squared == nearest
+                return int(window[rows[on], cols[on]].min())
+        elif whole:
+            raise ValueError("nearest_label needs at least one labelled pixel")
+        radius *= 4
+
+
+NEAREST_LABEL_FIRST_RADIUS_PX = 8
 
 
 def central_piece(mask: np.ndarray) -> np.ndarray:
     """The connected piece of ``mask`` nearest the field's centre (empty when ``mask`` is)."""
-    labels, n = ndimage.label(mask)
+    labels, n = label(mask)
     if n <= 1:
         return mask
     return labels == nearest_label(labels, ((mask.shape[0] - 1) / 2, (mask.shape[1] - 1) / 2))

@@ -378,7 +378,7 @@ def _run_batch(paths: Sequence[str | Path], out_dir: str | Path, predictor: Pred
                                predictor.decode_spacing_mm,
                                predictor if model_in_workers else None, display_pixels=write_overlays)
     loader = DataLoader(dataset, batch_size=1, shuffle=False, num_workers=max(0, workers),
-                        collate_fn=_identity, prefetch_factor=2 if workers > 0 else None,
+                        collate_fn=_identity, prefetch_factor=int(os.environ.get("PF", "2")) if workers > 0 else None,
                         persistent_workers=False)
     counts = {s.study_uid: len(s.instances) for s in todo}
     pending: dict[str, list[_Item]] = {}

@@ -25,7 +25,7 @@ from calcdx.datasets.radiograph import Radiograph
 from calcdx.findings import Finding, Margin, Morphology, OperatingPoint
 from calcdx.gaussian import gaussian_blur, gaussian_gradient_magnitude
 from calcdx.models.card import ModelCard
-from calcdx.morphology import binary_dilation, binary_erosion, binary_opening
+from calcdx.morphology import binary_dilation, binary_erosion, binary_opening, label
 from calcdx.pieces import nearest_label, outline, principal_axes
 from calcdx.taxonomy import LocationClass, Pattern
 
@@ -118,7 +118,7 @@ def measure(image: np.ndarray, box: tuple[int, int, int, int], spacing: tuple[fl
         deposit = inner
     box_edge = inner & ~binary_erosion(inner)
     deposit = _pieces_in_box(deposit, box_edge, ((r0 + r1 - 1) / 2 - row0, (c0 + c1 - 1) / 2 - col0))
-    labels, n = ndimage.label(deposit)
+    labels, n = label(deposit)
     sizes = np.bincount(labels.ravel(), minlength=n + 1)[1:]  # pixels per deposit
     count = int((sizes >= max(3, 0.05 * sizes.max())).sum()) if n else 1
     rows, cols = np.nonzero(deposit)
@@ -138,7 +138,7 @@ def measure(image: np.ndarray, box: tuple[int, int, int, int], spacing: tuple[fl
 
 def _pieces_in_box(deposit: np.ndarray, box_edge: np.ndarray, centre: tuple[float, float]) -> np.ndarray:
     """The piece of ``deposit`` nearest ``centre`` and every piece the box's edge does not cut."""
-    labels, n = ndimage.label(deposit)
+    labels, n = label(deposit)
     if n <= 1:
         return deposit
     nearest = nearest_label(labels, centre)  # as ndimage.minimum then argmin chose, without its per-label argsort
@@ -239,7 +239,7 @@ def extract_findings(radiograph: Radiograph, card: ModelCard, image_probabilitie
         except (KeyError, ValueError):
             thr = 0.5
         mask = pmap >= max(thr, 0.5 * float(pmap.max()))  # tight regions around each peak
-        labels, n = ndimage.label(mask)
+        labels, n = label(mask)
         if n == 0:
             continue
         peaks = np.asarray(ndimage.maximum(pmap, labels, range(1, n + 1)), dtype=np.float64)

@@ -1,4 +1,4 @@
-"""Binary morphology and the gradient magnitude through OpenCV equal scipy.ndimage's defaults."""
+"""Binary morphology, the gradient magnitude and the nearest piece equal their plain scipy / numpy forms."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from calcdx.morphology import binary_dilation, binary_erosion, binary_opening
+from calcdx.morphology import binary_dilation, binary_erosion, binary_opening, label
 
 
 def _random_masks(n: int = 60) -> list[np.ndarray]:
@@ -44,3 +44,44 @@ def test_gaussian_gradient_magnitude_equals_scipy(shape: tuple[int, int]) -> Non
     for sigma in (1.0, 2.5):
         expected = ndimage.gaussian_gradient_magnitude(patch, sigma)
         np.testing.assert_allclose(gaussian_gradient_magnitude(patch, sigma), expected, atol=1e-5)
+
+
+def test_nearest_label_equals_the_distance_to_every_pixel() -> None:
+    """``pieces.nearest_label`` widens a window around the centre; it names the piece a distance to every
+    pixel names (the lowest-numbered of those at the least distance), wherever the centre lies: on a piece,
+    between pieces, on ties at whole-pixel centres, outside the patch."""
+    from calcdx.pieces import nearest_label
+
+    def every_pixel(labels: np.ndarray, centre: tuple[float, float]) -> int:
+        rows, cols = np.ogrid[:labels.shape[0], :labels.shape[1]]
+        distance = np.hypot(rows - centre[0], cols - centre[1])
+        distance[labels == 0] = np.inf
+        return int(labels[distance == distance.min()].min())
+
+    rng = np.random.default_rng(11)
+    checked = 0
+    for k in range(1500):
+        rows, cols = rng.integers(1, 150, 2)
+        labels, n = ndimage.label(rng.random((rows, cols)) < rng.choice([0.001, 0.02, 0.3, 0.7]))
+        if n == 0:
+            continue
+        centre = ((rng.uniform(-20, rows + 20), rng.uniform(-20, cols + 20)) if k % 3
+                  else ((rows - 1) / 2, (cols - 1) / 2))
+        if k % 4 == 0:
+            centre = (float(round(centre[0])), float(round(centre[1])))
+        assert nearest_label(labels, centre) == every_pixel(labels, centre), (rows, cols, centre)
+        checked += 1
+    assert checked > 1000
+    with pytest.raises(ValueError, match="at least one"):
+        nearest_label(np.zeros((4, 4), int), (1.0, 1.0))
+
+
+def test_label_equals_scipy() -> None:
+    """The same pieces with the same numbers (raster order), for masks of every kind and an empty one."""
+    rng = np.random.default_rng(4)
+    noisy = [rng.random(tuple(rng.integers(1, 90, 2))) < p for p in (0.05, 0.3, 0.6, 0.9)]
+    for mask in [*_random_masks(), *noisy, np.zeros((0, 5), bool)]:
+        labels, n = label(mask)
+        expected, n_expected = ndimage.label(mask)
+        assert n == n_expected
+        np.testing.assert_array_equal(labels, expected)
