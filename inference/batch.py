@@ -36,7 +36,7 @@ from calcdx.datasets.radiograph import Radiograph
 from calcdx.datasets.reader import read_radiographs
 from calcdx.errors import CalcdxError
 from calcdx.inference.followup import StudyDeposits, compare_studies, study_deposits, write_followup
-from calcdx.inference.overlay import display_pixels
+from calcdx.inference.overlay import RenderedOverlay, render
 from calcdx.inference.predictor import HEAD_NAMES, ImageResult, Predictor, preprocessing_percentiles
 from calcdx.inference.study import atomic_write_text, finalize_study, safe_name
 from calcdx.models.apply import GridResult
@@ -81,24 +81,25 @@ class _Item:
     image_shapes: list[tuple[int, int]] | None = None
     """Set once the worker has dropped the pixels it measured the findings on (:meth:`without_pixels`): each
     frame's (rows, cols), which the main process's radiographs keep."""
+    overlays: list[RenderedOverlay | None] | None = None
+    """Each frame's overlay, drawn and encoded by the worker (None where the frame was not analysed)."""
 
-    def without_pixels(self, *, display: bool) -> _Item:
-        """The item once the findings are measured: the main process then only explains and writes, so it
-        gets no float image (4.7 MB per 1.2 MP image to copy into shared memory: 5 ms of a worker's time
-        per image, measured).  With ``display``, each radiograph keeps a uint8 copy of its image, all the
-        overlay draws (``calcdx.inference.overlay.render_overlay``); without, an empty array."""
-        def kept(r: Radiograph) -> np.ndarray:
-            return display_pixels(r.image) if display else np.zeros((0, 0), np.float32)
-
-        return replace(self, radiographs=[replace(r, image=kept(r)) for r in self.radiographs or []] or None,
+    def without_pixels(self) -> _Item:
+        """The item once the findings are measured (and the overlays drawn): the main process then only
+        explains and writes, so it gets no image (4.7 MB per 1.2 MP image to copy into shared memory:
+        5 ms of a worker's time per image, measured)."""
+        return replace(self, radiographs=[replace(r, image=np.zeros((0, 0), np.float32))
+                                          for r in self.radiographs or []] or None,
                        grids=None, image_shapes=[r.shape for r in self.radiographs or []])
 
     def as_tensors(self) -> _Item:
-        """Images and grids as torch tensors (no copy).  A worker returns the item like this: the
-        DataLoader then hands the pixels over in shared memory instead of pickling them through a
-        pipe (7 MB per 1.2 MP image, 21 ms to pickle).  :meth:`as_arrays` undoes it."""
+        """Images, grids and overlay pictures as torch tensors (no copy).  A worker returns the item like
+        this: the DataLoader then hands the pixels over in shared memory instead of pickling them through
+        a pipe (7 MB per 1.2 MP image, 21 ms to pickle).  :meth:`as_arrays` undoes it."""
         return replace(self, radiographs=[replace(r, image=_tensor(r.image)) for r in self.radiographs or []] or None,
-                       grids=[_tensor(g) for g in self.grids or []] or None)
+                       grids=[_tensor(g) for g in self.grids or []] or None,
+                       overlays=None if self.overlays is None else [
+                           None if o is None else replace(o, rgb=_tensor(o.rgb)) for o in self.overlays])
 
     def as_arrays(self) -> _Item:
         """The item with numpy arrays again (views of the shared memory, no copy).  A radiograph whose
@@ -113,7 +114,9 @@ class _Item:
             return pixels
 
         return replace(self, radiographs=[replace(r, image=image(r, k)) for k, r in enumerate(self.radiographs or [])]
-                       or None, grids=[array(g) for g in self.grids or []] or None)
+                       or None, grids=[array(g) for g in self.grids or []] or None,
+                       overlays=None if self.overlays is None else [
+                           None if o is None else replace(o, rgb=array(o.rgb)) for o in self.overlays])
 
 
 SHARED_MEMORY_FROM_BYTES = 1 << 16
@@ -134,11 +137,11 @@ class _InstanceDataset(Dataset):
     def __init__(self, items: list[tuple[Instance, str]], predictor_card_spacing: float,
                  percentiles: tuple[float, float] | None, default_spacing_mm: float | None,
                  decode_spacing_mm: float | None = None, predictor: Predictor | None = None,
-                 display_pixels: bool = True) -> None:
+                 overlays: bool = True) -> None:
         self.items = items
         self.predictor = predictor
-        self.display_pixels = display_pixels
-        """With a ``predictor``: whether the main process gets each image's display copy (for overlays)."""
+        self.overlays = overlays
+        """With a ``predictor``: whether the worker draws each analysed image's overlay too."""
         self.spacing = predictor_card_spacing
         self.percentiles = percentiles
         self.default_spacing_mm = default_spacing_mm
@@ -161,7 +164,10 @@ class _InstanceDataset(Dataset):
                     with torch.inference_mode():
                         item.results = [self.predictor.result(r, self.predictor.forward(g))
                                         for r, g in zip(frames, grids, strict=True)]
-                    item = item.without_pixels(display=self.display_pixels)
+                    if self.overlays:
+                        item.overlays = [render(r, result.findings) if result.status == "analyzed" else None
+                                         for r, result in zip(frames, item.results, strict=True)]
+                    item = item.without_pixels()
                 except Exception as exc:  # e.g. out of memory on one huge image
                     item.model_error = _picklable(exc)
             return item.as_tensors()
@@ -376,7 +382,7 @@ def _run_batch(paths: Sequence[str | Path], out_dir: str | Path, predictor: Pred
     dataset = _InstanceDataset(items, predictor.card.input_spacing_mm,
                                preprocessing_percentiles(predictor.card.preprocessing), default_spacing_mm,
                                predictor.decode_spacing_mm,
-                               predictor if model_in_workers else None, display_pixels=write_overlays)
+                               predictor if model_in_workers else None, overlays=write_overlays)
     loader = DataLoader(dataset, batch_size=1, shuffle=False, num_workers=max(0, workers),
                         collate_fn=_identity, prefetch_factor=int(os.environ.get("PF", "2")) if workers > 0 else None,
                         persistent_workers=False)
@@ -484,6 +490,7 @@ def _finish(study_uid: str, items: list[_Item], outputs: list[list[GridResult]] 
     images: list[ImageResult] = []
     radiographs: dict[str, Radiograph] = {}
     sources: dict[str, Path] = {}
+    drawn: dict[tuple[str, int], RenderedOverlay] = {}
     outcome = _Outcome(images, [], [])
     for item, item_outputs in sorted(zip(items, outputs, strict=True), key=lambda pair: pair[0].index):
         if item.error:
@@ -493,12 +500,15 @@ def _finish(study_uid: str, items: list[_Item], outputs: list[list[GridResult]] 
         results = item.results if item.results is not None else [
             predictor.result(r, grid_result) for r, grid_result in zip(item.radiographs or [], item_outputs,
                                                                          strict=False)]
-        for r, image in zip(item.radiographs or [], results, strict=False):
+        for k, (r, image) in enumerate(zip(item.radiographs or [], results, strict=False)):
             images.append(image)
             radiographs[r.sop_instance_uid] = r
             sources[r.sop_instance_uid] = item.instance.path
+            overlay = item.overlays[k] if item.overlays is not None else None
+            if overlay is not None:
+                drawn[(image.sop_instance_uid, image.frame_index)] = overlay
         outcome.succeeded.append(str(item.instance.path))
-    finalize_study(study_uid, images, radiographs, sources, outcome.refused, predictor, out, **kw)
+    finalize_study(study_uid, images, radiographs, sources, outcome.refused, predictor, out, overlays=drawn, **kw)
     return outcome
 
 

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
+import cv2
 import highdicom as hd
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
@@ -75,17 +77,49 @@ def _draw_measurement(draw: ImageDraw.ImageDraw, f: Finding, to_picture: float, 
         draw.line(picture_xy(f.long_axis_px), fill=(255, 255, 255), width=1)
 
 
-def write_png(path: Path, picture: Image.Image) -> Path:
+PNG_PARAMETERS = (cv2.IMWRITE_PNG_COMPRESSION, 1, cv2.IMWRITE_PNG_FILTER, cv2.IMWRITE_PNG_FILTER_UP,
+                  cv2.IMWRITE_PNG_STRATEGY, cv2.IMWRITE_PNG_STRATEGY_RLE)
+"""libpng through OpenCV, one filter ("up") for every row and zlib's run-length strategy.  Measured on a
+1600 x 970 overlay: 24 ms and 541 kB, against 73 ms and 495 kB with Pillow (level 3, a filter chosen per
+row), which was half the time of writing a study's files (docs/inference.md)."""
+
+
+def png_bytes(picture: Image.Image) -> bytes:
+    """``picture`` (RGB) encoded as PNG."""
+    rgb = np.asarray(picture.convert("RGB"))
+    ok, encoded = cv2.imencode(".png", np.ascontiguousarray(rgb[..., ::-1]), PNG_PARAMETERS)
+    if not ok:
+        raise ValueError("OpenCV could not encode the overlay as PNG")
+    return encoded.tobytes()
+
+
+def write_png(path: Path, picture: Image.Image | bytes) -> Path:
+    """``picture`` (or its PNG bytes) as ``path``, atomically."""
     tmp = path.with_suffix(".tmp.png")
-    picture.save(tmp, compress_level=3)  # measured: half the time of the default 6, files 1 % larger
+    tmp.write_bytes(picture if isinstance(picture, bytes) else png_bytes(picture))
     tmp.replace(path)
     return path
 
 
-def secondary_capture(picture: Image.Image, source: Dataset, *, series_uid: str, instance_number: int,
+@dataclass(frozen=True)
+class RenderedOverlay:
+    """An overlay drawn ahead of writing (in a batch's decoding worker, beside the image): its RGB pixels,
+    for the Secondary Capture, and its PNG."""
+
+    rgb: np.ndarray
+    png: bytes
+
+
+def render(radiograph: Radiograph, findings: list[Finding]) -> RenderedOverlay:
+    """``render_overlay`` drawn and encoded: what a study's writer needs of the image."""
+    picture = render_overlay(radiograph, findings)
+    return RenderedOverlay(np.array(picture.convert("RGB")), png_bytes(picture))  # writable: shared memory
+
+
+def secondary_capture(picture: Image.Image | np.ndarray, source: Dataset, *, series_uid: str, instance_number: int,
                       sop_instance_uid: str | None = None) -> Dataset:
     """The overlay as an RGB Secondary Capture in the source's study (same patient and study)."""
-    pixels = np.asarray(picture.convert("RGB"), dtype=np.uint8)
+    pixels = np.asarray(picture if isinstance(picture, np.ndarray) else picture.convert("RGB"), dtype=np.uint8)
     sc = hd.sc.SCImage(
         pixel_array=pixels,
         photometric_interpretation=hd.PhotometricInterpretationValues.RGB,

@@ -15,7 +15,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydicom.uid import generate_uid
 
@@ -25,6 +25,9 @@ from calcdx.errors import CalcdxError
 from calcdx.inference.followup import against_priors, append_to_index, read_index, study_deposits
 from calcdx.inference.predictor import ImageResult, Predictor
 from calcdx.version import __version__
+
+if TYPE_CHECKING:
+    from calcdx.inference.overlay import RenderedOverlay
 
 logger = logging.getLogger(__name__)
 
@@ -113,11 +116,14 @@ def _declined(images: list[ImageResult]) -> dict[str, str]:
 
 def finalize_study(study_uid: str, images: list[ImageResult], radiographs: dict[str, Radiograph],
                    sources: dict[str, Path], refused: list[dict[str, Any]], predictor: Predictor, out_dir: Path, *,
-                   context: Any = None, write_sr: bool = True, write_overlays: bool = True) -> StudyResult:
+                   context: Any = None, write_sr: bool = True, write_overlays: bool = True,
+                   overlays: dict[tuple[str, int], RenderedOverlay] | None = None) -> StudyResult:
     """Attach differentials, write the study JSON (last, atomically), SR and overlays.
 
     The JSON is written last: its presence marks the study as done for resumption.  The SR and
-    overlay modules (highdicom, Pillow) are imported only when those files are written.
+    overlay modules (highdicom, Pillow) are imported only when those files are written.  ``overlays``:
+    pictures already drawn, by (SOP Instance UID, frame) (a batch's workers draw them); the others are
+    drawn here.
     """
     key = safe_name(study_uid)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -164,9 +170,11 @@ def finalize_study(study_uid: str, images: list[ImageResult], radiographs: dict[
             r = radiographs.get(image.sop_instance_uid)
             if r is None or image.status != "analyzed":
                 continue
-            picture = ov.render_overlay(r, image.findings)
+            drawn = (overlays or {}).get((image.sop_instance_uid, image.frame_index))
+            picture: Any = drawn.rgb if drawn is not None else ov.render_overlay(r, image.findings)
             stem = f"{key}_{safe_name(image.sop_instance_uid)}_f{image.frame_index}"
-            written.overlay_pngs.append(ov.write_png(out_dir / f"{stem}_overlay.png", picture))
+            written.overlay_pngs.append(ov.write_png(out_dir / f"{stem}_overlay.png",
+                                                     drawn.png if drawn is not None else picture))
             if image.sop_instance_uid in headers:
                 key_parts = [study_uid, predictor.weights_sha256]
                 series_uid = series_uid or generate_uid(prefix=DERIVED_UID_ROOT, entropy_srcs=["scs", *key_parts])
