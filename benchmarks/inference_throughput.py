@@ -1,12 +1,13 @@
 """Inference throughput side by side on the same DICOM files.
 
     python benchmarks/inference_throughput.py [--n 100] [--workers W] [--uncompressed | --fast-decode] [--stages]
-        [--device auto|cpu|cuda] [--model-in-main]
+        [--device auto|cpu|cuda] [--model-in-main] [--outputs]
 
 Prints, for N copies of the bundled example radiographs (JPEG 2000 lossless as bundled, or
 decompressed to Explicit VR Little Endian with ``--uncompressed``: the decoder's share):
-  * calcdx end to end (`calcdx predict` pipeline: read, resample, model, findings, rules, JSON; no SR/overlay)
-    images/s, peak RSS of the main process and of the largest decoding worker;
+  * calcdx end to end (`calcdx predict` pipeline: read, resample, model, findings, rules, JSON; with
+    ``--outputs`` also the SR and the overlays, PNG and Secondary Capture, as ``calcdx predict`` writes by
+    default) images/s, peak RSS of the main process and of the largest decoding worker;
   * calcdx forward-pass-only bound: the pipeline's model step alone (padding, forward pass, probability
     maps, out-of-distribution score) on the same model-grid images, batch 1; on the CPU with one thread
     and with every core (median of five passes after a warm-up, measured before the batch);
@@ -123,6 +124,8 @@ def main() -> None:
     parser.add_argument("--model-in-main", action="store_true",
                         help="run the model in the main process, not in the decoding workers (the default on "
                         "the CPU since 2026-12-07), to compare")
+    parser.add_argument("--outputs", action="store_true",
+                        help="write the SR and the overlays too (calcdx predict's default outputs)")
     parser.add_argument("--threads", type=int, default=None,
                         help="model threads (default: calcdx predict's, the cores the workers leave)")
     args = parser.parse_args()
@@ -139,7 +142,8 @@ def main() -> None:
                                                                                      else [torch.get_num_threads()])}
         start = time.perf_counter()
         report = run_batch(
-            paths, tmp / "out", predictor, workers=args.workers, write_sr=False, write_overlays=False, progress=False,
+            paths, tmp / "out", predictor, workers=args.workers, write_sr=args.outputs, write_overlays=args.outputs,
+            progress=False,
             threads=args.threads, model_in_workers=False if args.model_in_main else None,
         )
         e2e = report.n_images / (time.perf_counter() - start)
@@ -152,7 +156,8 @@ def main() -> None:
             f"model on {predictor.device}"
         )
         print(f"calcdx end to end      {e2e:7.2f} images/s   peak RSS {peak_rss_mb():7.0f} MB "
-              f"(largest worker {peak_rss_mb(resource.RUSAGE_CHILDREN):.0f} MB; {report.n_images} images)")
+              f"(largest worker {peak_rss_mb(resource.RUSAGE_CHILDREN):.0f} MB; {report.n_images} images; "
+              f"{'JSON, SR and overlays' if args.outputs else 'JSON'})")
         for threads, rate in bounds.items():
             where = f"{threads} thread{'s' if threads > 1 else ''}" if on_cpu else predictor.device
             print(f"calcdx forward only    {rate:7.2f} images/s   ({where}, batch 1, median of 5 passes over "
