@@ -4,13 +4,14 @@ Three stages overlap: worker processes decode and resample (on the CPU they also
 the findings and draw the overlays), the main thread runs the model beside a GPU, and one helper thread
 measures the findings there, explains them and writes the files of the study before.  Memory stays flat: at
 most two studies are held, and on the CPU no image crosses to the main process (only the findings and the
-overlays' pictures).  Results are written per study, atomically, the study JSON last; a re-run skips every study whose JSON
-exists for the same model weights (sha256, the heads' weights and cards too) and redoes the rest, so a
-killed batch loses nothing and duplicates nothing.  Unreadable or refused files go to ``failures.csv`` (code
-and reason) and never stop the batch.  Studies are analysed oldest first, so a follow-up is written after its
-prior and carries the comparison in its JSON and SR.  Under ``torchrun`` (RANK / WORLD_SIZE set) studies are
-sharded by patient (every study of one patient on one rank); every rank writes its own study files and
-``failures-rank<R>.csv``, and rank 0 merges ``summary.csv`` and ``failures.csv`` once all ranks are done.
+overlays' pictures).  Results are written per study, atomically, the study JSON last; a re-run skips every
+study whose JSON exists for the same model weights (sha256, the heads' weights and cards too) and redoes the
+rest, so a killed batch loses nothing and duplicates nothing.  Unreadable or refused files go to
+``failures.csv`` (code and reason) and never stop the batch.  Studies are analysed oldest first, so a
+follow-up is written after its prior and carries the comparison in its JSON and SR.  Under ``torchrun`` (RANK
+/ WORLD_SIZE set) studies are sharded by patient (every study of one patient on one rank); every rank writes
+its own study files and ``failures-rank<R>.csv``, and rank 0 merges ``summary.csv`` and ``failures.csv`` once
+all ranks are done.
 """
 
 from __future__ import annotations

@@ -42,12 +42,13 @@ def display_pixels(image: np.ndarray) -> np.ndarray:
 
 def render_overlay(radiograph: Radiograph, findings: list[Finding], banner: str = "") -> Image.Image:
     """RGB picture of the image (down-scaled to ``MAX_SIDE``) with outlined, labelled findings.  The
-    radiograph's image may be its ``display_pixels`` already (what a batch's main process holds)."""
-    grey = display_pixels(radiograph.image)
-    img = Image.fromarray(grey).convert("RGB")
+    radiograph's image may be its ``display_pixels`` already.  The grey picture is down-scaled before it
+    becomes RGB: the same pixels, a third of the resampling."""
+    img = Image.fromarray(display_pixels(radiograph.image))
     scale = min(1.0, MAX_SIDE / max(img.size))
     if scale < 1.0:
         img = img.resize((max(1, round(img.width * scale)), max(1, round(img.height * scale))), Image.BILINEAR)
+    img = img.convert("RGB")
     draw = ImageDraw.Draw(img)
     font = ImageFont.load_default(size=max(12, img.width // 60))
     to_picture = img.width / radiograph.source_shape[1]  # findings are in the file's pixel coordinates
