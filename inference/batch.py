@@ -386,7 +386,7 @@ def _run_batch(paths: Sequence[str | Path], out_dir: str | Path, predictor: Pred
                                predictor.decode_spacing_mm,
                                predictor if model_in_workers else None, overlays=write_overlays)
     loader = DataLoader(dataset, batch_size=1, shuffle=False, num_workers=max(0, workers),
-                        collate_fn=_identity, prefetch_factor=int(os.environ.get("PF", "2")) if workers > 0 else None,
+                        collate_fn=_identity, prefetch_factor=2 if workers > 0 else None,
                         persistent_workers=False)
     counts = {s.study_uid: len(s.instances) for s in todo}
     pending: dict[str, list[_Item]] = {}
@@ -460,9 +460,12 @@ def _load_rules() -> None:
     """Import the rule layer and load its knowledge base (once per process, about 0.1 s) while the workers
     read their first files: the first study no longer waits for it in the helper thread, where it held up
     the pipeline."""
-    from calcdx.rules import load_knowledge_base
+    try:
+        from calcdx.rules import load_knowledge_base
 
-    load_knowledge_base()
+        load_knowledge_base()
+    except Exception as exc:  # every study then fails with the reason, as it would without this
+        logger.warning("the rule layer did not load: %s", exc)
 
 
 @dataclass
