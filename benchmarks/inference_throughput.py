@@ -101,8 +101,8 @@ def stage_milliseconds(predictor: Predictor, paths: list[Path], out: Path) -> di
                 image = predictor.result(radiograph, outputs)
                 t4 = time.perf_counter()
                 uid = radiograph.sop_instance_uid
-                finalize_study(radiograph.study_instance_uid, [image], {uid: radiograph}, {uid: path}, [], predictor,
-                               out, write_sr=False, write_overlays=False)
+                finalize_study(radiograph.study_instance_uid, [image], {(uid, 0): radiograph}, {uid: path}, [],
+                               predictor, out, write_sr=False, write_overlays=False)
                 t5 = time.perf_counter()
                 for stage, seconds in zip(spent, (t1 - t0, t2 - t1, t3 - t2, t4 - t3, t5 - t4), strict=True):
                     spent[stage] += seconds

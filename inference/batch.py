@@ -493,7 +493,7 @@ def _finish(study_uid: str, items: list[_Item], outputs: list[list[GridResult]] 
     if isinstance(outputs, Exception):
         raise outputs
     images: list[ImageResult] = []
-    radiographs: dict[str, Radiograph] = {}
+    radiographs: dict[tuple[str, int], Radiograph] = {}
     sources: dict[str, Path] = {}
     drawn: dict[tuple[str, int], RenderedOverlay] = {}
     outcome = _Outcome(images, [], [])
@@ -507,7 +507,7 @@ def _finish(study_uid: str, items: list[_Item], outputs: list[list[GridResult]] 
                                                                          strict=False)]
         for k, (r, image) in enumerate(zip(item.radiographs or [], results, strict=False)):
             images.append(image)
-            radiographs[r.sop_instance_uid] = r
+            radiographs[(r.sop_instance_uid, r.frame_index)] = r
             sources[r.sop_instance_uid] = item.instance.path
             overlay = item.overlays[k] if item.overlays is not None else None
             if overlay is not None:

@@ -68,7 +68,7 @@ def atomic_write_text(path: Path, text: str) -> None:
     tmp.replace(path)
 
 
-def _differentials(images: list[ImageResult], radiographs: dict[str, Radiograph], context: Any
+def _differentials(images: list[ImageResult], radiographs: dict[tuple[str, int], Radiograph], context: Any
                    ) -> tuple[dict[str, list[dict[str, Any]]], dict[str, list[str]], dict[str, Any] | None, str]:
     from calcdx.rules import combine_differentials, explain
 
@@ -76,7 +76,7 @@ def _differentials(images: list[ImageResult], radiographs: dict[str, Radiograph]
     texts: dict[str, list[str]] = {}
     per_finding = []
     for image in images:
-        r = radiographs.get(image.sop_instance_uid)
+        r = radiographs.get((image.sop_instance_uid, image.frame_index))
         per_image[image.sop_instance_uid] = []
         texts[image.sop_instance_uid] = []
         for finding in image.findings:
@@ -114,14 +114,16 @@ def _declined(images: list[ImageResult]) -> dict[str, str]:
     return {im.sop_instance_uid: im.reason or "not analysed" for im in images if im.sop_instance_uid not in analysed}
 
 
-def finalize_study(study_uid: str, images: list[ImageResult], radiographs: dict[str, Radiograph],
+def finalize_study(study_uid: str, images: list[ImageResult], radiographs: dict[tuple[str, int], Radiograph],
                    sources: dict[str, Path], refused: list[dict[str, Any]], predictor: Predictor, out_dir: Path, *,
                    context: Any = None, write_sr: bool = True, write_overlays: bool = True,
                    overlays: dict[tuple[str, int], RenderedOverlay] | None = None) -> StudyResult:
     """Attach differentials, write the study JSON (last, atomically), SR and overlays.
 
     The JSON is written last: its presence marks the study as done for resumption.  The SR and
-    overlay modules (highdicom, Pillow) are imported only when those files are written.  ``overlays``:
+    overlay modules (highdicom, Pillow) are imported only when those files are written.  ``radiographs``:
+    each image's radiograph by (SOP Instance UID, frame), so that each frame of a multi-frame file gets its
+    own overlay (keyed by the UID alone, every frame was drawn on the last one's pixels).  ``overlays``:
     pictures already drawn, by (SOP Instance UID, frame) (a batch's workers draw them); the others are
     drawn here.
     """
@@ -167,7 +169,7 @@ def finalize_study(study_uid: str, images: list[ImageResult], radiographs: dict[
 
         series_uid = None
         for n, image in enumerate(images, start=1):
-            r = radiographs.get(image.sop_instance_uid)
+            r = radiographs.get((image.sop_instance_uid, image.frame_index))
             if r is None or image.status != "analyzed":
                 continue
             drawn = (overlays or {}).get((image.sop_instance_uid, image.frame_index))
@@ -225,7 +227,7 @@ def analyze_study(paths: Sequence[str | Path], predictor: Predictor, out_dir: st
     study is still reported.  Raises nothing for bad input files.
     """
     images: list[ImageResult] = []
-    radiographs: dict[str, Radiograph] = {}
+    radiographs: dict[tuple[str, int], Radiograph] = {}
     sources: dict[str, Path] = {}
     refused: list[dict[str, Any]] = []
     study_uid = ""
@@ -239,7 +241,7 @@ def analyze_study(paths: Sequence[str | Path], predictor: Predictor, out_dir: st
             study_uid = study_uid or r.study_instance_uid
             result = predictor.analyze(r)
             images.append(result)
-            radiographs[r.sop_instance_uid] = r
+            radiographs[(r.sop_instance_uid, r.frame_index)] = r
             sources[r.sop_instance_uid] = Path(path)
     if not study_uid:
         try:

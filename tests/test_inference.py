@@ -600,3 +600,31 @@ def test_finding_to_dict_equals_asdict_converted_and_round_trips() -> None:
                     centroid_mm=list(finding.centroid_mm), bbox_mm=list(finding.bbox_mm))
     assert json.dumps(finding.to_dict(), sort_keys=True) == json.dumps(expected, sort_keys=True)
     assert Finding.from_dict(json.loads(json.dumps(finding.to_dict()))) == finding
+
+
+def test_a_multiframe_file_gets_an_overlay_per_frame_from_the_workers(tmp_path: Path) -> None:
+    """A two-frame radiograph (a bundled example and its mirror image): the workers draw one overlay per frame,
+    and the main process writes each as PNG and Secondary Capture, the same as when it draws them itself."""
+    import pydicom
+
+    from calcdx.inference import run_batch
+
+    ds = pydicom.dcmread(EXAMPLES / "img000012.dcm")
+    ds.decompress()
+    pixels = ds.pixel_array
+    ds.NumberOfFrames = 2
+    ds.PixelData = np.stack([pixels, pixels[:, ::-1]]).astype(pixels.dtype).tobytes()
+    (tmp_path / "in").mkdir()
+    ds.save_as(tmp_path / "in" / "two_frames.dcm", enforce_file_format=True)
+    predictor = Predictor()
+    for where, flag in (("workers", True), ("main", False)):
+        report = run_batch([tmp_path / "in"], tmp_path / where, predictor, workers=1, write_sr=False,
+                           progress=False, model_in_workers=flag)
+        assert (report.n_images, report.n_failures) == (2, 0)
+    pictures = {p.name: p.read_bytes() for p in (tmp_path / "workers").glob("*_overlay.png")}
+    assert sorted(name[-15:] for name in pictures) == ["_f0_overlay.png", "_f1_overlay.png"]
+    assert pictures == {p.name: p.read_bytes() for p in (tmp_path / "main").glob("*_overlay.png")}
+    captures = sorted((tmp_path / "workers").glob("*_overlay.dcm"))
+    assert [int(pydicom.dcmread(p).InstanceNumber) for p in captures] == [1, 2]
+    first = np.asarray(pydicom.dcmread(captures[0]).pixel_array)
+    assert first.shape[2] == 3 and not np.array_equal(first, pydicom.dcmread(captures[1]).pixel_array)
