@@ -70,9 +70,14 @@ def _coded(c: Any) -> CodedConcept:
     return CodedConcept(c.value, c.scheme, c.meaning)
 
 
-def _region(finding: Finding, source: Dataset) -> hd.sr.ImageRegion:
+MULTI_FRAME_SOP_CLASSES = frozenset({"1.2.840.10008.5.1.4.1.1.7.2", "1.2.840.10008.5.1.4.1.1.7.3"})
+"""The multi-frame SOP classes calcdx reads (Multi-frame Grayscale Byte and Word Secondary Capture): a region
+on one of them names its frame.  CR and DX images are single-frame objects, whose references must not."""
+
+
+def _region(finding: Finding, source: Dataset, frame: int | None = None) -> hd.sr.ImageRegion:
     """The finding's outline (what its size was measured on) as a closed SCOORD polyline; its box where
-    no outline of three points or more was measured."""
+    no outline of three points or more was measured.  In a multi-frame object, on its ``frame`` (1-based)."""
     if len(finding.outline_px) >= 3:
         # SCOORD graphic data are (column, row) with the top left corner of the top left pixel at (0, 0)
         points = [(col + 0.5, row + 0.5) for row, col in finding.outline_px]
@@ -84,7 +89,9 @@ def _region(finding: Finding, source: Dataset) -> hd.sr.ImageRegion:
         graphic_type=hd.sr.GraphicTypeValues.POLYLINE,
         graphic_data=graphic,
         source_image=hd.sr.SourceImageForRegion(
-            referenced_sop_class_uid=source.SOPClassUID, referenced_sop_instance_uid=source.SOPInstanceUID
+            referenced_sop_class_uid=source.SOPClassUID, referenced_sop_instance_uid=source.SOPInstanceUID,
+            referenced_frame_numbers=[frame] if frame is not None and str(source.SOPClassUID) in MULTI_FRAME_SOP_CLASSES
+            else None,
         ),
     )
 
@@ -95,6 +102,7 @@ def build_sr(sources: Sequence[Dataset], findings_by_sop: dict[str, list[Finding
              series_number: int = 9001, sop_instance_uid: str | None = None,
     series_instance_uid: str | None = None, not_analysed: dict[str, str] | None = None,
     cautions: dict[str, str] | None = None, followup_text: str | None = None,
+    frames_by_sop: dict[str, list[int]] | None = None,
 ) -> Dataset:
     """Build the study's SR.
 
@@ -113,6 +121,8 @@ def build_sr(sources: Sequence[Dataset], findings_by_sop: dict[str, list[Finding
             probabilities, so the PACS user sees an answer for every image sent.
         cautions: per SOP Instance UID of an analysed image flagged low confidence (unusual for
             the training data), the reason; written as a comment in its image-level group.
+        frames_by_sop: per SOP Instance UID, the frame (1-based) of each finding, in the order of
+            ``findings_by_sop``: a finding's region in a multi-frame source names its frame.
     """
     by_uid = {str(ds.SOPInstanceUID): ds for ds in sources}
     algorithm = hd.sr.AlgorithmIdentification(name=ALGORITHM, version=f"{__version__} / {model_identity['version']}")
@@ -121,6 +131,7 @@ def build_sr(sources: Sequence[Dataset], findings_by_sop: dict[str, list[Finding
     for uid, findings in findings_by_sop.items():
         source = by_uid[uid]
         texts = differential_text.get(uid, [])
+        frames = (frames_by_sop or {}).get(uid, [])
         for k, finding in enumerate(findings):
             n += 1
             measurements = [
@@ -136,7 +147,7 @@ def build_sr(sources: Sequence[Dataset], findings_by_sop: dict[str, list[Finding
             group = hd.sr.PlanarROIMeasurementsAndQualitativeEvaluations(
                 tracking_identifier=hd.sr.TrackingIdentifier(
                     uid=hd.UID(), identifier=f"finding {n}: {finding.pattern.value}"),
-                referenced_region=_region(finding, source),
+                referenced_region=_region(finding, source, frames[k] if k < len(frames) else None),
                 finding_type=_coded(PATTERN_CODES[finding.pattern]),
                 algorithm_id=algorithm,
                 measurements=measurements,

@@ -68,22 +68,29 @@ def atomic_write_text(path: Path, text: str) -> None:
     tmp.replace(path)
 
 
-def _differentials(images: list[ImageResult], radiographs: dict[tuple[str, int], Radiograph], context: Any
-                   ) -> tuple[dict[str, list[dict[str, Any]]], dict[str, list[str]], dict[str, Any] | None, str]:
+ImageKey = tuple[str, int]
+"""An image of a study: (SOP Instance UID, frame index)."""
+
+
+def _differentials(images: list[ImageResult], radiographs: dict[ImageKey, Radiograph], context: Any
+                   ) -> tuple[dict[ImageKey, list[dict[str, Any]]], dict[ImageKey, list[str]], dict[str, Any] | None,
+                              str]:
+    """Each finding's differential (as a dict and as text) by image, the study's, and its summary text."""
     from calcdx.rules import combine_differentials, explain
 
-    per_image: dict[str, list[dict[str, Any]]] = {}
-    texts: dict[str, list[str]] = {}
+    per_image: dict[ImageKey, list[dict[str, Any]]] = {}
+    texts: dict[ImageKey, list[str]] = {}
     per_finding = []
     for image in images:
-        r = radiographs.get((image.sop_instance_uid, image.frame_index))
-        per_image[image.sop_instance_uid] = []
-        texts[image.sop_instance_uid] = []
+        key = (image.sop_instance_uid, image.frame_index)
+        r = radiographs.get(key)
+        per_image[key] = []
+        texts[key] = []
         for finding in image.findings:
             diff = explain([finding], context, patient_age_years=r.patient_age_years if r else None,
                            patient_sex=r.patient_sex if r else None)
-            per_image[image.sop_instance_uid].append(diff.to_dict())
-            texts[image.sop_instance_uid].append(diff.to_text(max_entries=3))
+            per_image[key].append(diff.to_dict())
+            texts[key].append(diff.to_text(max_entries=3))
             per_finding.append(diff)
     if not per_finding:
         return per_image, texts, None, "No soft-tissue calcification reached the model's thresholds."
@@ -114,10 +121,10 @@ def _declined(images: list[ImageResult]) -> dict[str, str]:
     return {im.sop_instance_uid: im.reason or "not analysed" for im in images if im.sop_instance_uid not in analysed}
 
 
-def finalize_study(study_uid: str, images: list[ImageResult], radiographs: dict[tuple[str, int], Radiograph],
+def finalize_study(study_uid: str, images: list[ImageResult], radiographs: dict[ImageKey, Radiograph],
                    sources: dict[str, Path], refused: list[dict[str, Any]], predictor: Predictor, out_dir: Path, *,
                    context: Any = None, write_sr: bool = True, write_overlays: bool = True,
-                   overlays: dict[tuple[str, int], RenderedOverlay] | None = None) -> StudyResult:
+                   overlays: dict[ImageKey, RenderedOverlay] | None = None) -> StudyResult:
     """Attach differentials, write the study JSON (last, atomically), SR and overlays.
 
     The JSON is written last: its presence marks the study as done for resumption.  The SR and
@@ -143,7 +150,8 @@ def finalize_study(study_uid: str, images: list[ImageResult], radiographs: dict[
     }
     for image in images:
         record = image.to_dict()
-        for fdict, ddict in zip(record["findings"], per_image.get(image.sop_instance_uid, []), strict=False):
+        for fdict, ddict in zip(record["findings"], per_image.get((image.sop_instance_uid, image.frame_index), []),
+                                strict=False):
             fdict["differential"] = ddict
         result["images"].append(record)
     deposits = study_deposits(result)
@@ -192,12 +200,18 @@ def finalize_study(study_uid: str, images: list[ImageResult], radiographs: dict[
     if write_sr and headers:
         from calcdx.inference import sr as srmod
 
+        # every frame's findings, differential texts and (1-based) frame numbers, in the same order
         findings_by_sop = {uid: [f for im in images if im.sop_instance_uid == uid for f in im.findings]
                            for uid in headers}
+        texts_by_sop = {uid: [t for im in images if im.sop_instance_uid == uid
+                              for t in texts.get((uid, im.frame_index), [])] for uid in headers}
+        frames_by_sop = {uid: [im.frame_index + 1 for im in images if im.sop_instance_uid == uid for _ in im.findings]
+                         for uid in headers}
         # deterministic UIDs: re-analysing the same study with the same model re-creates the same SR
         # instance, so a PACS that receives it twice (after a crash and restart) keeps one copy
         sr_key = [study_uid, predictor.weights_sha256, *sorted(headers)]
-        sr = srmod.build_sr(list(headers.values()), findings_by_sop, texts, model_identity=predictor.identity,
+        sr = srmod.build_sr(list(headers.values()), findings_by_sop, texts_by_sop, frames_by_sop=frames_by_sop,
+                            model_identity=predictor.identity,
                             sop_instance_uid=generate_uid(prefix=DERIVED_UID_ROOT, entropy_srcs=["sr", *sr_key]),
                             series_instance_uid=generate_uid(prefix=DERIVED_UID_ROOT, entropy_srcs=["srs", *sr_key]),
                             study_summary=summary,
@@ -227,7 +241,7 @@ def analyze_study(paths: Sequence[str | Path], predictor: Predictor, out_dir: st
     study is still reported.  Raises nothing for bad input files.
     """
     images: list[ImageResult] = []
-    radiographs: dict[tuple[str, int], Radiograph] = {}
+    radiographs: dict[ImageKey, Radiograph] = {}
     sources: dict[str, Path] = {}
     refused: list[dict[str, Any]] = []
     study_uid = ""

@@ -603,8 +603,11 @@ def test_finding_to_dict_equals_asdict_converted_and_round_trips() -> None:
 
 
 def test_a_multiframe_file_gets_an_overlay_per_frame_from_the_workers(tmp_path: Path) -> None:
-    """A two-frame radiograph (a bundled example and its mirror image): the workers draw one overlay per frame,
-    and the main process writes each as PNG and Secondary Capture, the same as when it draws them itself."""
+    """A two-frame radiograph (a bundled example and its mirror image, as a Multi-frame Grayscale Word Secondary
+    Capture with modality DX): the workers draw one overlay per frame,
+    and the main process writes each as PNG and Secondary Capture, the same as when it draws them itself.
+    Each frame's findings carry their own differential in the JSON, and their SR regions name their frame
+    (the SR passes dciodvfy)."""
     import pydicom
 
     from calcdx.inference import run_batch
@@ -612,13 +615,14 @@ def test_a_multiframe_file_gets_an_overlay_per_frame_from_the_workers(tmp_path: 
     ds = pydicom.dcmread(EXAMPLES / "img000012.dcm")
     ds.decompress()
     pixels = ds.pixel_array
+    ds.SOPClassUID = ds.file_meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.7.3"  # multi-frame word SC
     ds.NumberOfFrames = 2
     ds.PixelData = np.stack([pixels, pixels[:, ::-1]]).astype(pixels.dtype).tobytes()
     (tmp_path / "in").mkdir()
     ds.save_as(tmp_path / "in" / "two_frames.dcm", enforce_file_format=True)
     predictor = Predictor()
     for where, flag in (("workers", True), ("main", False)):
-        report = run_batch([tmp_path / "in"], tmp_path / where, predictor, workers=1, write_sr=False,
+        report = run_batch([tmp_path / "in"], tmp_path / where, predictor, workers=1, write_sr=flag,
                            progress=False, model_in_workers=flag)
         assert (report.n_images, report.n_failures) == (2, 0)
     pictures = {p.name: p.read_bytes() for p in (tmp_path / "workers").glob("*_overlay.png")}
@@ -628,3 +632,19 @@ def test_a_multiframe_file_gets_an_overlay_per_frame_from_the_workers(tmp_path: 
     assert [int(pydicom.dcmread(p).InstanceNumber) for p in captures] == [1, 2]
     first = np.asarray(pydicom.dcmread(captures[0]).pixel_array)
     assert first.shape[2] == 3 and not np.array_equal(first, pydicom.dcmread(captures[1]).pixel_array)
+    study = json.loads(next(p for p in (tmp_path / "workers").glob("*.json") if "images" in p.read_text()).read_text())
+    by_frame = {im["frame_index"]: im["findings"] for im in study["images"]}
+    assert sorted(by_frame) == [0, 1] and by_frame[0]
+    assert all(f["differential"]["ranking"] for findings in by_frame.values() for f in findings)
+    sr_path = next((tmp_path / "workers").glob("*_sr.dcm"))
+    assert dciodvfy_errors(sr_path) == []
+    frames = []
+
+    def walk(items: object) -> None:
+        for item in items or []:
+            if item.get("ValueType") == "IMAGE" and "ReferencedFrameNumber" in item.ReferencedSOPSequence[0]:
+                frames.append(int(item.ReferencedSOPSequence[0].ReferencedFrameNumber))
+            walk(item.get("ContentSequence"))
+
+    walk(pydicom.dcmread(sr_path).ContentSequence)
+    assert sorted(frames) == [1] * len(by_frame[0]) + [2] * len(by_frame[1])
