@@ -20,6 +20,7 @@ import jsonschema
 import numpy as np
 import pydicom
 import pytest
+from pydicom.dataset import Dataset
 
 from calcdx.cli.main import main
 from calcdx.datasets.radiograph import Radiograph, SpacingSource
@@ -214,6 +215,35 @@ def test_sr_has_one_group_per_finding_with_codes_and_measurements(tmp_path: Path
     assert hadd_sites[0].value == site_concept("Supraspinatus tendon ")  # one code per site name
     assert by_type[PATTERN_CODES[Pattern.TUMORAL_CALCINOSIS].value].finding_sites == []
     assert back.StudyInstanceUID == source.StudyInstanceUID and back.PatientID == source.PatientID
+
+
+def test_sr_skips_highdicoms_copy_of_its_content_and_is_the_same(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``build_sr`` hands highdicom a content tree that deep-copies as itself (the copy was a third of an SR's
+    time); the SR is the one highdicom makes with its own copy, element for element (UIDs made alike, the
+    creation times aside)."""
+    import itertools
+
+    import calcdx.inference.sr as sr_module
+
+    source = pydicom.dcmread(EXAMPLES / "img000011.dcm", stop_before_pixels=True)
+    findings = [_finding(Pattern.HADD, (100, 120, 140, 170), site="supraspinatus tendon"),
+                _finding(Pattern.TUMORAL_CALCINOSIS, (300, 300, 400, 420))]
+
+    def built() -> Dataset:
+        counter = itertools.count(1)
+        monkeypatch.setattr(hd, "UID", lambda: pydicom.uid.UID(f"1.2.3.{next(counter)}"))
+        sr = build_sr([source], {source.SOPInstanceUID: findings}, {source.SOPInstanceUID: ["diff 1", "diff 2"]},
+                      model_identity={"name": "test", "version": "1", "weights_sha256": "0" * 64},
+                      study_summary="summary", sop_instance_uid="1.2.9.1", series_instance_uid="1.2.9.2")
+        for keyword in ("ContentDate", "ContentTime", "InstanceCreationDate", "InstanceCreationTime",
+                        "ContributingEquipmentSequence"):
+            if keyword in sr:
+                delattr(sr, keyword)
+        return sr
+
+    handed_over = built()
+    monkeypatch.setattr(sr_module, "_handed_over", lambda content: content)  # highdicom copies
+    assert handed_over == built()
 
 
 def test_sr_says_not_analysed_with_the_reason_for_a_declined_image(tmp_path: Path) -> None:
