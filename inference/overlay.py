@@ -33,18 +33,10 @@ def finding_label(number: int, f: Finding) -> str:
     return label
 
 
-def display_pixels(image: np.ndarray) -> np.ndarray:
-    """The 8-bit grey picture of an image in [0, 1] that the overlay draws on (a uint8 image as it is)."""
-    if image.dtype == np.uint8:
-        return image
-    return (np.clip(image, 0, 1) * 255).astype(np.uint8)
-
-
 def render_overlay(radiograph: Radiograph, findings: list[Finding], banner: str = "") -> Image.Image:
-    """RGB picture of the image (down-scaled to ``MAX_SIDE``) with outlined, labelled findings.  The
-    radiograph's image may be its ``display_pixels`` already.  The grey picture is down-scaled before it
-    becomes RGB: the same pixels, a third of the resampling."""
-    img = Image.fromarray(display_pixels(radiograph.image))
+    """RGB picture of the image (down-scaled to ``MAX_SIDE``) with outlined, labelled findings.  The grey
+    picture is down-scaled before it becomes RGB: the same pixels, a third of the resampling."""
+    img = Image.fromarray((np.clip(radiograph.image, 0, 1) * 255).astype(np.uint8))
     scale = min(1.0, MAX_SIDE / max(img.size))
     if scale < 1.0:
         img = img.resize((max(1, round(img.width * scale)), max(1, round(img.height * scale))), Image.BILINEAR)
