@@ -143,8 +143,7 @@ def main() -> None:
         start = time.perf_counter()
         report = run_batch(
             paths, tmp / "out", predictor, workers=args.workers, write_sr=args.outputs, write_overlays=args.outputs,
-            progress=False,
-            threads=args.threads, model_in_workers=False if args.model_in_main else None,
+            progress=False, threads=args.threads, model_in_workers=False if args.model_in_main else None,
         )
         e2e = report.n_images / (time.perf_counter() - start)
         forward = bounds[max(bounds)]
