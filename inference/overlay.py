@@ -86,18 +86,18 @@ def png_bytes(picture: Image.Image) -> bytes:
     return encoded.tobytes()
 
 
-def write_png(path: Path, picture: Image.Image | bytes) -> Path:
-    """``picture`` (or its PNG bytes) as ``path``, atomically."""
+def write_png(path: Path, png: bytes) -> Path:
+    """PNG bytes as ``path``, atomically."""
     tmp = path.with_suffix(".tmp.png")
-    tmp.write_bytes(picture if isinstance(picture, bytes) else png_bytes(picture))
+    tmp.write_bytes(png)
     tmp.replace(path)
     return path
 
 
 @dataclass(frozen=True)
 class RenderedOverlay:
-    """An overlay drawn ahead of writing (in a batch's decoding worker, beside the image): its RGB pixels,
-    for the Secondary Capture, and its PNG."""
+    """An overlay drawn and encoded (in a batch's decoding worker, beside the image, or where the study is
+    written): its RGB pixels, for the Secondary Capture, and its PNG."""
 
     rgb: np.ndarray
     png: bytes
@@ -109,10 +109,10 @@ def render(radiograph: Radiograph, findings: list[Finding]) -> RenderedOverlay:
     return RenderedOverlay(np.array(picture.convert("RGB")), png_bytes(picture))  # writable: shared memory
 
 
-def secondary_capture(picture: Image.Image | np.ndarray, source: Dataset, *, series_uid: str, instance_number: int,
+def secondary_capture(rgb: np.ndarray, source: Dataset, *, series_uid: str, instance_number: int,
                       sop_instance_uid: str | None = None) -> Dataset:
     """The overlay as an RGB Secondary Capture in the source's study (same patient and study)."""
-    pixels = np.asarray(picture if isinstance(picture, np.ndarray) else picture.convert("RGB"), dtype=np.uint8)
+    pixels = np.asarray(rgb, dtype=np.uint8)
     sc = hd.sc.SCImage(
         pixel_array=pixels,
         photometric_interpretation=hd.PhotometricInterpretationValues.RGB,

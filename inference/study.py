@@ -22,6 +22,7 @@ from pydicom.uid import generate_uid
 from calcdx.datasets.radiograph import Radiograph
 from calcdx.datasets.reader import header_only, read_radiographs
 from calcdx.errors import CalcdxError
+from calcdx.findings import Finding
 from calcdx.inference.followup import against_priors, append_to_index, read_index, study_deposits
 from calcdx.inference.predictor import ImageResult, Predictor
 from calcdx.version import __version__
@@ -180,15 +181,13 @@ def finalize_study(study_uid: str, images: list[ImageResult], radiographs: dict[
             r = radiographs.get((image.sop_instance_uid, image.frame_index))
             if r is None or image.status != "analyzed":
                 continue
-            drawn = (overlays or {}).get((image.sop_instance_uid, image.frame_index))
-            picture: Any = drawn.rgb if drawn is not None else ov.render_overlay(r, image.findings)
+            drawn = (overlays or {}).get((image.sop_instance_uid, image.frame_index)) or ov.render(r, image.findings)
             stem = f"{key}_{safe_name(image.sop_instance_uid)}_f{image.frame_index}"
-            written.overlay_pngs.append(ov.write_png(out_dir / f"{stem}_overlay.png",
-                                                     drawn.png if drawn is not None else picture))
+            written.overlay_pngs.append(ov.write_png(out_dir / f"{stem}_overlay.png", drawn.png))
             if image.sop_instance_uid in headers:
                 key_parts = [study_uid, predictor.weights_sha256]
                 series_uid = series_uid or generate_uid(prefix=DERIVED_UID_ROOT, entropy_srcs=["scs", *key_parts])
-                sc = ov.secondary_capture(picture, headers[image.sop_instance_uid], series_uid=series_uid,
+                sc = ov.secondary_capture(drawn.rgb, headers[image.sop_instance_uid], series_uid=series_uid,
                                           instance_number=n, sop_instance_uid=generate_uid(
                                               prefix=DERIVED_UID_ROOT,
                                               entropy_srcs=["sc", *key_parts, image.sop_instance_uid,
@@ -201,12 +200,14 @@ def finalize_study(study_uid: str, images: list[ImageResult], radiographs: dict[
         from calcdx.inference import sr as srmod
 
         # every frame's findings, differential texts and (1-based) frame numbers, in the same order
-        findings_by_sop = {uid: [f for im in images if im.sop_instance_uid == uid for f in im.findings]
-                           for uid in headers}
-        texts_by_sop = {uid: [t for im in images if im.sop_instance_uid == uid
-                              for t in texts.get((uid, im.frame_index), [])] for uid in headers}
-        frames_by_sop = {uid: [im.frame_index + 1 for im in images if im.sop_instance_uid == uid for _ in im.findings]
-                         for uid in headers}
+        findings_by_sop: dict[str, list[Finding]] = {uid: [] for uid in headers}
+        texts_by_sop: dict[str, list[str]] = {uid: [] for uid in headers}
+        frames_by_sop: dict[str, list[int]] = {uid: [] for uid in headers}
+        for im in images:
+            if im.sop_instance_uid in headers:
+                findings_by_sop[im.sop_instance_uid] += im.findings
+                texts_by_sop[im.sop_instance_uid] += texts.get((im.sop_instance_uid, im.frame_index), [])
+                frames_by_sop[im.sop_instance_uid] += [im.frame_index + 1] * len(im.findings)
         # deterministic UIDs: re-analysing the same study with the same model re-creates the same SR
         # instance, so a PACS that receives it twice (after a crash and restart) keeps one copy
         sr_key = [study_uid, predictor.weights_sha256, *sorted(headers)]
