@@ -85,3 +85,46 @@ def test_label_equals_scipy() -> None:
         expected, n_expected = ndimage.label(mask)
         assert n == n_expected
         np.testing.assert_array_equal(labels, expected)
+
+
+def _plain_principal_axes(mask: np.ndarray, spacing_mm: tuple[float, float]) -> tuple[float, float, np.ndarray]:
+    """Long and short axis and the long axis' ends over every pixel (the form ``principal_axes`` replaced)."""
+    rows, cols = np.nonzero(mask)
+    pixel = float(min(spacing_mm))
+    pts = np.stack([rows * spacing_mm[0], cols * spacing_mm[1]], 1).astype(np.float64)
+    mean = pts.mean(0)
+    centred = pts - mean
+    _, vecs = np.linalg.eigh(np.cov(centred.T))
+    proj = centred @ vecs
+    ext = proj.max(0) - proj.min(0) + pixel
+    k = int(np.argmax(ext))
+    scale = np.asarray(spacing_mm, np.float64)
+    ends = np.array([(mean + vecs[:, k] * (bound + half)) / scale
+                     for bound, half in ((proj[:, k].min(), -pixel / 2), (proj[:, k].max(), pixel / 2))])
+    return float(ext.max()), float(ext.min()), ends
+
+
+@pytest.mark.parametrize("spacing", [(0.4, 0.4), (0.15, 0.21)])
+def test_principal_axes_equal_those_over_every_pixel(spacing: tuple[float, float]) -> None:
+    """Moments and outer-border pixels give the axes that every pixel gives: masks of several pieces,
+    with holes, touching the frame's edges, lines and a ring around a piece."""
+    from calcdx.pieces import principal_axes
+
+    ring = np.zeros((60, 60), bool)
+    rows, cols = np.mgrid[0:60, 0:60]
+    radius = np.hypot(rows - 30, cols - 28)
+    ring[(radius > 18) & (radius < 22)] = True
+    ring[(radius < 6)] = True  # a piece inside the ring's hole: no outer border of its own
+    diagonal = np.eye(40, dtype=bool) | np.eye(40, k=1, dtype=bool)
+    masks = [*_random_masks(), ring, diagonal, np.ones((3, 1), bool)]
+    checked = 0
+    for mask in masks:
+        if mask.sum() < 3:
+            continue
+        axes = principal_axes(mask, spacing)
+        long_mm, short_mm, ends = _plain_principal_axes(mask, spacing)
+        assert (axes.long_mm, axes.short_mm) == pytest.approx((long_mm, short_mm), rel=1e-9, abs=1e-9)
+        got = np.array(axes.long_ends_px)
+        assert np.allclose(got, ends, atol=1e-6) or np.allclose(got, ends[::-1], atol=1e-6)  # either direction
+        checked += 1
+    assert checked > 50

@@ -213,6 +213,26 @@ def test_exposure_control_gives_thin_and_thick_parts_the_same_quantum_noise() ->
     assert air_kerma[1] > 20 * air_kerma[0] > 20 * acq.dose_ugy  # 12 cm more muscle: far more exposure
 
 
+def test_exposure_control_median_on_its_sampling_grid_is_the_full_median() -> None:
+    """The exposure control reads a regular grid of about AEC_SAMPLE_PX pixels: on a radiograph-sized
+    field with a patient outline, noise and a density gradient it holds the median of every pixel
+    behind the patient to 0.5 %; a patient smaller than the grid's spacing is still found."""
+    from calcdx.datasets.simulator.physics import AEC_FIELD, aec_reference
+
+    rng = np.random.default_rng(3)
+    rows, cols = np.mgrid[0:2600, 0:2200]
+    inside = (rows - 1300) ** 2 / 1100**2 + (cols - 1000) ** 2 / 700**2 < 1
+    signal = (0.05 + 0.3 * cols / 2200 + rng.normal(0, 0.01, rows.shape)).astype(np.float32)
+    h, w = signal.shape
+    dr, dc = int(h * (1 - AEC_FIELD) / 2), int(w * (1 - AEC_FIELD) / 2)
+    full = float(np.median(signal[dr:h - dr, dc:w - dc][inside[dr:h - dr, dc:w - dc]]))
+    assert aec_reference(signal, inside) == pytest.approx(full, rel=0.005)
+    speck = np.zeros_like(inside)
+    speck[5, 7] = True  # one pixel of patient, outside the central field and off the grid
+    assert aec_reference(signal, speck) == pytest.approx(float(signal[5, 7]))
+    assert aec_reference(signal, np.zeros_like(inside)) == 1.0
+
+
 def test_a_worker_keeps_the_memory_it_frees_on_glibc() -> None:
     """The simulator's workers raise glibc's mmap threshold: freed frames of 8-16 MB are reused from
     the heap (no new page faults) instead of being unmapped and faulted in again (by default each

@@ -23,6 +23,7 @@ import numpy as np
 
 from calcdx.allocator import retain_freed_memory
 from calcdx.datasets.manifest import ManifestRow, write_manifest
+from calcdx.datasets.npz_file import save_npz
 from calcdx.datasets.simulator.anatomy import REGION_SIZE_MM, Body, Phantom, build_phantom
 from calcdx.datasets.simulator.dicom_writer import default_study_date, write_radiograph
 from calcdx.datasets.simulator.embedding import embed_in_body
@@ -34,6 +35,7 @@ from calcdx.datasets.simulator.patterns import HADD_LENGTH_MM, PATTERN_RENDERERS
 from calcdx.datasets.simulator.physics import Acquisition, collimated_rows, expose, process
 from calcdx.datasets.simulator.shapes import Grid, Window, enclosing_window
 from calcdx.errors import ConfigError
+from calcdx.pieces import axes_mm
 from calcdx.taxonomy import LOOK_ALIKE_GROUPS, PATTERNS, Pattern, Region
 
 logger = logging.getLogger(__name__)
@@ -317,18 +319,6 @@ def render_case(seed: int, index: int, cfg: SimulationConfig, *, drop_patterns: 
                 extras={"air_kerma_ugy": exposure.air_kerma_ugy}, mask_windows=[k[1][1] for k in kept])
 
 
-def _axes_mm(mask: np.ndarray, spacing: float) -> tuple[float, float]:
-    rows, cols = np.nonzero(mask)
-    if rows.size < 3:
-        return (float(rows.size) * spacing, float(rows.size) * spacing)
-    pts = np.stack([rows, cols], 1).astype(np.float64) * spacing
-    pts -= pts.mean(0)
-    _evals, evecs = np.linalg.eigh(np.cov(pts.T))
-    proj = pts @ evecs
-    ext = proj.max(0) - proj.min(0) + spacing
-    return (float(ext.max()), float(ext.min()))
-
-
 def _write_case(out_dir: Path, seed: int, index: int, cfg: SimulationConfig, twin: bool,
                 follow_up: FollowUp | None = None, prior: ManifestRow | None = None) -> ManifestRow:
     """Render and write one case: the image, its twin (``twin``), or the follow-up of ``prior``."""
@@ -351,7 +341,7 @@ def _write_case(out_dir: Path, seed: int, index: int, cfg: SimulationConfig, twi
         rows, cols = np.nonzero(local)
         mask_name = f"{stem}_m{k}.npz"
         save_mask(out_dir / mask_name, mask)
-        long_mm, short_mm = _axes_mm(local, case.spacing_mm)
+        long_mm, short_mm = axes_mm(local, (case.spacing_mm, case.spacing_mm))
         rows += window[0].start
         cols += window[1].start
         lesions_json.append({
@@ -387,18 +377,10 @@ def _write_case(out_dir: Path, seed: int, index: int, cfg: SimulationConfig, twi
                        annotations=ann, extras=extras)
 
 
-MASK_COMPRESSION_LEVEL = 1
-"""zlib level of the mask files: a full-frame boolean mask of a 7.9 Mpx radiograph takes 14 ms at
-level 1 against 31 ms at ``np.savez_compressed``'s default (files of 50 against 20 kB)."""
-
-
 def save_mask(path: Path, mask: np.ndarray) -> None:
-    """``mask`` as ``path`` (.npz holding ``mask``, read by ``np.load``), compressed for speed."""
-    import zipfile
-
-    archive = zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=MASK_COMPRESSION_LEVEL)
-    with archive, archive.open("mask.npy", "w", force_zip64=True) as member:
-        np.lib.format.write_array(member, np.asarray(mask, dtype=bool), allow_pickle=False)
+    """``mask`` as ``path`` (.npz holding ``mask``, read by ``np.load``), deflated by ISA-L for speed
+    (``calcdx.datasets.npz_file``: 0.5 against 10 ms for a 7.8 Mpx mask through ``zipfile`` at zlib level 1)."""
+    save_npz(path, "mask", np.asarray(mask, dtype=bool))
 
 
 def _job(args: tuple[Path, int, int, SimulationConfig]) -> list[ManifestRow]:

@@ -64,16 +64,27 @@ AEC_FIELD = 0.5
 """The automatic exposure control measures the central ``AEC_FIELD`` of the rows and columns."""
 
 
+AEC_SAMPLE_PX = 60_000
+"""The exposure control reads about this many pixels of its field, on a regular grid (a detector's
+measuring chambers integrate over areas, not every pixel): the median of the central field of a
+3-Mpx radiograph over every pixel took 4 ms, 1.6 % of rendering it."""
+
+
 def aec_reference(signal: np.ndarray, inside: np.ndarray) -> float:
     """The signal the automatic exposure control holds at its target: the median of ``signal``
     behind the patient (``inside``) in the central field, or over the whole patient when the
-    central field misses it; 1.0 (the open beam) when there is no patient."""
+    central field misses it; 1.0 (the open beam) when there is no patient.  The median is taken
+    on a regular grid of about ``AEC_SAMPLE_PX`` pixels of the field (every pixel of a small one)."""
     h, w = signal.shape
     dr, dc = int(h * (1 - AEC_FIELD) / 2), int(w * (1 - AEC_FIELD) / 2)
     central = (slice(dr, h - dr), slice(dc, w - dc))
     for values, where in ((signal[central], inside[central]), (signal, inside)):
-        if where.any():
-            return max(float(np.median(values[where])), 1e-6)
+        stride = max(1, int(np.sqrt(values.size / AEC_SAMPLE_PX)))
+        sampled = where[::stride, ::stride]
+        if not sampled.any():
+            sampled, stride = where, 1  # a patient too small for the grid: every pixel
+        if sampled.any():
+            return max(float(np.median(values[::stride, ::stride][sampled])), 1e-6)
     return 1.0
 
 

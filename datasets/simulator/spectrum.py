@@ -21,9 +21,15 @@ def fluence(kvp: float, al_mm: float = 2.5) -> np.ndarray:
     """Relative photon fluence per energy bin (sums to 1) for a tube at ``kvp``."""
     e = ENERGIES_KEV
     raw = np.clip(kvp - e, 0.0, None) / e  # Kramers: photons per keV ~ (kVp - E) / E
-    mu_al = xraydb.material_mu("Al", e * 1000.0, density=2.70) / 10.0
-    filtered = raw * np.exp(-mu_al * al_mm)
+    filtered = raw * np.exp(-_aluminium_mu_per_mm() * al_mm)
     return filtered / filtered.sum()
+
+
+@lru_cache(maxsize=1)
+def _aluminium_mu_per_mm() -> np.ndarray:
+    """The tube filter's attenuation (1/mm) per energy bin: looked up once, as every image draws its own kVp
+    (``fluence``'s cache never hits then; the lookup was 1 % of a native radiograph's time)."""
+    return xraydb.material_mu("Al", ENERGIES_KEV * 1000.0, density=2.70) / 10.0
 
 
 @lru_cache(maxsize=8)
