@@ -20,12 +20,12 @@ summed exactly, energy by energy, at the few pixels they cover (markers, foreign
 
 from __future__ import annotations
 
-from functools import cache
+from functools import cache, reduce
 
 import numpy as np
 
 from calcdx.datasets.simulator.materials import Material, attenuation_table, mu_per_mm
-from calcdx.datasets.simulator.shapes import WHOLE_FRAME, Window
+from calcdx.datasets.simulator.shapes import WHOLE_FRAME, Window, enclosing_window
 
 BASIS: tuple[Material, Material] = (Material.MUSCLE, Material.CORTICAL_BONE)
 PER_ENERGY: frozenset[Material] = frozenset({Material.IRON, Material.LEAD})
@@ -106,13 +106,15 @@ def primary_transmission(maps: dict[Material, np.ndarray], weights: np.ndarray,
     step = np.maximum(hi - lo, 1e-3) / (TABLE_SIZE - 1)
     a0 = lo[0] + step[0] * np.arange(TABLE_SIZE)
     a1 = lo[1] + step[1] * np.arange(TABLE_SIZE)
-    # exp(-(a0 mu0 + a1 mu1)) = exp(-a0 mu0) exp(-a1 mu1): 2 x 256 x E exponentials instead of 256^2 x E
-    transmitted = (weights * np.exp(-a0[:, None] * mu_basis[:, 0]))[:, None, :] * np.exp(-a1[:, None] * mu_basis[:, 1])
-    total = transmitted.sum(axis=-1)  # (n0, n1)
+    # exp(-(a0 mu0 + a1 mu1)) = exp(-a0 mu0) exp(-a1 mu1): 2 x 256 x E exponentials instead of 256^2 x E,
+    # and each table's sum over the energies is one (n0, E) @ (E, n1) product
+    weighted0 = weights * np.exp(-a0[:, None] * mu_basis[:, 0])  # (n0, E)
+    along1 = np.exp(-a1[:, None] * mu_basis[:, 1]).T  # (E, n1)
+    total = weighted0 @ along1  # (n0, n1)
     beam_hardening = -np.log(total) - (a0[:, None] * mu_effective[0] + a1[None, :] * mu_effective[1])
     # tables to look up, each with the path length it multiplies (None: the beam-hardening part itself)
     lookups: list[tuple[np.ndarray, Material | None]] = [(beam_hardening, None)] + [
-        (transmitted @ (mu_per_mm(m) - mu_basis @ basis_coefficients(m)) / total, m)
+        ((weighted0 * (mu_per_mm(m) - mu_basis @ basis_coefficients(m))) @ along1 / total, m)
         for m in maps if m not in PER_ENERGY and basis_fit_error(m) > RESIDUAL_TOLERANCE]
     # table coordinates of every pixel (column = basis 1, row = basis 0), each in one pass
     map_x = cv2.addWeighted(basis_mm[1], 1.0 / step[1], basis_mm[1], 0.0, -lo[1] / step[1])
@@ -132,11 +134,13 @@ def primary_transmission(maps: dict[Material, np.ndarray], weights: np.ndarray,
                                   np.asarray(maps[material][window], np.float32), line[window])
     primary = cv2.exp(cv2.multiply(line, -1.0))
     special = [m for m in maps if m in PER_ENERGY]
-    if special:
-        where = np.zeros(shape, dtype=bool)
+    if special:  # markers and foreign bodies: the window holding them all, not the frame, is searched
+        windows = [supports[m] for m in special if m in supports]
+        window = reduce(enclosing_window, windows) if len(windows) == len(special) else WHOLE_FRAME
+        where = np.zeros(primary[window].shape, dtype=bool)
         for m in special:
-            window = supports.get(m, WHOLE_FRAME)
-            where[window] |= maps[m][window] > 0
+            where |= maps[m][window] > 0
         if where.any():
-            primary[where] = primary_transmission_exact({m: t[where] for m, t in maps.items()}, weights)
+            primary[window][where] = primary_transmission_exact({m: t[window][where] for m, t in maps.items()},
+                                                                weights)
     return primary
