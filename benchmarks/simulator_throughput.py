@@ -24,7 +24,7 @@ from calcdx.datasets.simulator import SimulationConfig, simulate_dataset
 STAGES: dict[str, tuple[str, str]] = {  # label: (file name ending, function name)
     "anatomy (build_phantom)": ("anatomy.py", "build_phantom"),
     "exposure (transmission, scatter, noise)": ("physics.py", "expose"),
-    "  of which primary transmission": ("transmission.py", "primary_transmission"),
+    "  of which primary attenuation": ("transmission.py", "attenuation"),
     "processing (log, window, style)": ("physics.py", "process"),
     "DICOM writing": ("dicom_writer.py", "write_radiograph"),
     "  of which JPEG 2000 encoding": ("utils.py", "encode_buffer"),

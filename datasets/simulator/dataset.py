@@ -172,7 +172,10 @@ def sample_labels(rng: np.random.Generator, region: Region, cfg: SimulationConfi
 def _transform(arr: np.ndarray, body: Body, order: int) -> np.ndarray:
     """Mirror for laterality and rotate about the centre (OpenCV): bilinear for float images when
     ``order`` is 1, nearest-neighbour for masks (bool or uint8).  Bool masks get nothing from outside
-    the frame; images and uint8 masks continue their edge.  Mirror and rotation are one warp."""
+    the frame; images and uint8 masks continue their edge.  Mirror and rotation are one warp.
+
+    A float image is an attenuation image (``physics.expose`` poses the beam's ``-ln T``): rotated as 16-bit
+    levels over ``ATTENUATION_RANGE`` (``_warp_16bit``), a quarter of the time of a float32 warp."""
     import cv2
 
     h, w = arr.shape
@@ -184,11 +187,34 @@ def _transform(arr: np.ndarray, body: Body, order: int) -> np.ndarray:
         matrix = matrix @ np.array([[-1.0, 0.0, w - 1.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]])
     is_bool = arr.dtype == bool
     src = arr.view(np.uint8) if is_bool else arr
+    if order == 1 and src.dtype == np.float32:
+        return _warp_16bit(src, matrix, ATTENUATION_RANGE)
     nearest = order == 0 or src.dtype == np.uint8
     out = cv2.warpAffine(np.ascontiguousarray(src), matrix, (w, h),
                          flags=cv2.INTER_NEAREST if nearest else cv2.INTER_LINEAR,
                          borderMode=cv2.BORDER_CONSTANT if is_bool else cv2.BORDER_REPLICATE, borderValue=0)
     return out.astype(bool) if is_bool else out
+
+
+def _warp_16bit(image: np.ndarray, matrix: np.ndarray, max_range: float) -> np.ndarray:
+    """``image`` (float32) warped bilinearly by ``matrix``, edges continued, as 65,536 levels from its least
+    value up to ``max_range`` above it (higher values come out at that).  OpenCV's bilinear warp of float32
+    has no vector code: 16.9 ms for 3 Mpx on one thread, against 4.4 ms for 16-bit values."""
+    import cv2
+
+    h, w = image.shape
+    low, high = cv2.minMaxLoc(image)[:2]
+    step = max(min(high, low + max_range) - low, 1e-12) / 65535.0
+    levels = cv2.addWeighted(image, 1.0 / step, image, 0.0, -low / step, dtype=cv2.CV_16U)  # rounded, saturated
+    warped = cv2.warpAffine(levels, matrix, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    return cv2.addWeighted(warped, step, warped, 0.0, low, dtype=cv2.CV_32F)
+
+
+ATTENUATION_RANGE = 16.0
+"""How far above the least attenuation (``-ln T``) of a radiograph its pose keeps levels: a transmission
+1e-7 of the brightest pixel's, where no quantum arrives (metal beyond it comes out at this).  A level is
+then 2.4e-4 of attenuation: the transmission is off by at most 0.012 %, against 1.4-3 % of quantum noise
+(1,000-5,000 quanta per pixel)."""
 
 
 FIELD_FRACTION_MIN = 0.5

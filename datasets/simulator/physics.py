@@ -17,7 +17,7 @@ import numpy as np
 from calcdx.datasets.simulator.materials import ENERGIES_KEV, Material
 from calcdx.datasets.simulator.shapes import WHOLE_FRAME, Window, blur, standard_normal
 from calcdx.datasets.simulator.spectrum import detector_efficiency, fluence
-from calcdx.datasets.simulator.transmission import primary_transmission
+from calcdx.datasets.simulator.transmission import attenuation
 
 QUANTA_PER_MM2_PER_UGY = 18_000.0
 """About 400 photons per 150 um pixel per uGy (SIMULATOR-NOTES: 320-500)."""
@@ -96,17 +96,19 @@ def expose(maps: dict[Material, np.ndarray], spacing_mm: float, acq: Acquisition
     ``acq.dose_ugy`` is the detector dose behind the patient that the automatic exposure
     control ends the exposure at (SIMULATOR-NOTES: 2.5-10 uGy, 1,000-5,000 quanta per 150 um
     pixel): thick parts get a larger exposure, not a noisier image.  ``place`` maps the
-    patient's frame to the detector's (mirroring, rotation): it is applied to the primary
-    transmission and the patient outline, before everything that belongs to the detector
-    (heel effect, scatter, noise, blur).  ``supports``: the windows outside which a material's map
-    is zero, where known (``primary_transmission``).
+    patient's frame to the detector's (mirroring, rotation): it is applied to the primary beam's
+    attenuation (``-ln T``, float32) and the patient outline (uint8), before everything that belongs to the
+    detector (heel effect, scatter, noise, blur).  ``supports``: the windows outside which a material's map
+    is zero, where known (``transmission.attenuation``).
     """
     import cv2
 
     place = place or (lambda image: image)
     materials = [m for m in maps if m is not Material.AIR]
     supports = supports or {}
-    primary = place(primary_transmission({m: maps[m] for m in materials}, detected_spectrum(acq), supports))
+    # posed as attenuation (line integrals, linear in the path lengths), then exponentiated
+    primary = cv2.exp(cv2.multiply(place(attenuation({m: maps[m] for m in materials}, detected_spectrum(acq),
+                                                     supports)), -1.0))
     shape = primary.shape
     # heel effect: fluence falls toward the anode side
     axis = 0 if acq.heel_axis == "rows" else 1

@@ -73,8 +73,16 @@ LOOKUP_CHANNELS = 4
 
 def primary_transmission(maps: dict[Material, np.ndarray], weights: np.ndarray,
                          supports: dict[Material, Window] | None = None) -> np.ndarray:
-    """Primary transmission per pixel (float32) for path-length ``maps`` (mm) and detected
-    spectrum ``weights`` per energy bin (summing to 1).
+    """Primary transmission per pixel (float32): ``exp(-attenuation(...))``."""
+    import cv2
+
+    return cv2.exp(cv2.multiply(attenuation(maps, weights, supports), -1.0))
+
+
+def attenuation(maps: dict[Material, np.ndarray], weights: np.ndarray,
+                supports: dict[Material, Window] | None = None) -> np.ndarray:
+    """Attenuation ``-ln T`` of the primary beam per pixel (float32) for path-length ``maps`` (mm) and
+    detected spectrum ``weights`` per energy bin (summing to 1).
 
     ``supports`` gives, for materials found only in part of the frame (the deposits), the window
     outside which their map is zero: their sums are taken there only.  The beam-hardening table
@@ -132,15 +140,14 @@ def primary_transmission(maps: dict[Material, np.ndarray], weights: np.ndarray,
             window = supports.get(material, WHOLE_FRAME)
             cv2.accumulateProduct(cv2.extractChannel(looked_up[window], k),
                                   np.asarray(maps[material][window], np.float32), line[window])
-    primary = cv2.exp(cv2.multiply(line, -1.0))
     special = [m for m in maps if m in PER_ENERGY]
     if special:  # markers and foreign bodies: the window holding them all, not the frame, is searched
         windows = [supports[m] for m in special if m in supports]
         window = reduce(enclosing_window, windows) if len(windows) == len(special) else WHOLE_FRAME
-        where = np.zeros(primary[window].shape, dtype=bool)
+        where = np.zeros(line[window].shape, dtype=bool)
         for m in special:
             where |= maps[m][window] > 0
         if where.any():
-            primary[window][where] = primary_transmission_exact({m: t[window][where] for m, t in maps.items()},
-                                                                weights)
-    return primary
+            exact = primary_transmission_exact({m: t[window][where] for m, t in maps.items()}, weights)
+            line[window][where] = -np.log(np.maximum(exact, np.finfo(np.float64).tiny))
+    return line
