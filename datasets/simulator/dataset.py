@@ -424,8 +424,11 @@ def _job(args: tuple[Path, int, int, SimulationConfig]) -> list[ManifestRow]:
 
 def iter_rows(out_dir: Path, n: int, seed: int, cfg: SimulationConfig, workers: int) -> Iterator[list[ManifestRow]]:
     jobs = [(out_dir, seed, i, cfg) for i in range(n)]
-    if workers <= 1:
-        yield from map(_job, jobs)
+    if workers <= 1:  # one BLAS thread here too: the same arithmetic as in the workers
+        from threadpoolctl import threadpool_limits
+
+        with threadpool_limits(1):
+            yield from map(_job, jobs)
         return
     with mp.get_context("spawn").Pool(workers, initializer=_one_thread_per_worker) as pool:
         yield from pool.imap(_job, jobs, chunksize=1)
