@@ -58,7 +58,11 @@ def normalise(image: np.ndarray, percentiles: tuple[float, float] = DEFAULT_PERC
     lo, hi = np.percentile(img, percentiles)
     if not hi > lo:
         return np.zeros_like(img, dtype=np.float32)
-    return np.clip((img - lo) / (hi - lo), 0.0, 1.0).astype(np.float32)
+    stretched = img.astype(np.float64)  # in double, as numpy promotes against the float64 percentiles,
+    stretched -= lo  # in place: one temporary instead of three
+    stretched /= hi - lo
+    np.clip(stretched, 0.0, 1.0, out=stretched)
+    return stretched.astype(np.float32)
 
 
 def to_model_grid(radiograph: Radiograph | np.ndarray, spacing_mm: float, *,
@@ -91,7 +95,7 @@ def to_model_grid(radiograph: Radiograph | np.ndarray, spacing_mm: float, *,
         raise ConfigError(f"expected a 2-D image, got shape {image.shape}")
     out = resample(image, grid_shape(image.shape, spacing, spacing_mm))
     if percentiles is not None:
-        out = normalise(out, percentiles)
+        return normalise(out, percentiles)  # float32 in [0, 1] already
     return np.clip(out, 0.0, 1.0).astype(np.float32)
 
 

@@ -63,3 +63,18 @@ def test_pad_and_tiles_cover_the_image() -> None:
         cover[r0:r1, c0:c1] += 1
     assert cover.min() >= 1
     assert preprocessing_spec(0.6)["spacing_mm"] == 0.6
+
+
+def test_normalise_in_place_equals_the_plain_expression() -> None:
+    """The stretch runs in place in double; the values are those of the plain numpy expression, bit for bit
+    (the shipped model was trained on them)."""
+    from calcdx.datasets.transforms import normalise
+
+    rng = np.random.default_rng(0)
+    for shape in ((664, 524), (7, 5), (300, 1)):
+        image = (rng.random(shape) ** 3 * 4000).astype(np.float32)
+        lo, hi = np.percentile(image, (0.5, 99.5))
+        plain = np.clip(np.clip((image - lo) / (hi - lo), 0.0, 1.0).astype(np.float32), 0.0, 1.0).astype(np.float32)
+        stretched = normalise(image, (0.5, 99.5))
+        assert stretched.dtype == np.float32
+        assert np.array_equal(stretched, plain)
