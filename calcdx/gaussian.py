@@ -43,10 +43,10 @@ def gaussian_blur(image: np.ndarray, sigma_px: float, border: Border = "reflect"
     flag = _border_flag(border)
     if sigma_px <= BROAD_SIGMA_PX:
         return _separable(image, (sigma_px, sigma_px), flag, truncate)
-    h, w = image.shape
     whole = int(sigma_px / WHOLE_CELLS_PER_SIGMA)
     if whole >= WHOLE_CELL_MIN_PX:
         return _broad_whole_cells(image, sigma_px, whole, flag, truncate)
+    h, w = image.shape
     per_px = BROAD_SAMPLES_PER_SIGMA / sigma_px
     size = (max(round(w * per_px), 2), max(round(h * per_px), 2))
     small = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
