@@ -15,6 +15,7 @@ import numpy as np
 
 from calcdx.datasets.radiograph import Radiograph
 from calcdx.errors import ConfigError
+from calcdx.percentiles import tail_percentiles
 
 DEFAULT_PERCENTILES: tuple[float, float] = (0.5, 99.5)
 
@@ -55,7 +56,7 @@ def resample_mask(mask: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
 def normalise(image: np.ndarray, percentiles: tuple[float, float] = DEFAULT_PERCENTILES) -> np.ndarray:
     """Percentile stretch to [0, 1] (float32); a constant image becomes zeros."""
     img = np.asarray(image, dtype=np.float32)
-    lo, hi = np.percentile(img, percentiles)
+    lo, hi = tail_percentiles(img, percentiles)  # np.percentile's values, from the tails alone
     if not hi > lo:
         return np.zeros_like(img, dtype=np.float32)
     stretched = img.astype(np.float64)  # in double, as numpy promotes against the float64 percentiles,

@@ -242,8 +242,9 @@ def extract_findings(radiograph: Radiograph, card: ModelCard, image_probabilitie
         labels, n = label(mask)
         if n == 0:
             continue
-        peaks = np.asarray(ndimage.maximum(pmap, labels, range(1, n + 1)), dtype=np.float64)
         objects = ndimage.find_objects(labels)
+        # each region's peak, read in its own box (ndimage.maximum sorts every pixel by label: 0.7 ms per image)
+        peaks = np.array([pmap[sl][labels[sl] == k + 1].max() for k, sl in enumerate(objects)], dtype=np.float64)
         order = np.argsort(peaks)[::-1][:MAX_FINDINGS_PER_PATTERN]
         for k in order:
             sl = objects[int(k)]
