@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import cv2
 import highdicom as hd
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
@@ -52,11 +53,30 @@ def render_overlay(radiograph: Radiograph, findings: list[Finding], banner: str 
         _draw_measurement(draw, f, to_picture, colour)
         label = finding_label(k, f)
         y = max(0, r0 - pad - font.size - 4)
-        draw.text((c0, y), label, fill=colour, font=font, stroke_width=2, stroke_fill=(0, 0, 0))
+        outlined_text(img, (c0, y), label, font, colour)
     text = banner or "calcdx: research software, not a medical device"  # the default font has no dash glyph
-    draw.text((8, img.height - font.size - 8), text, fill=(255, 255, 255), font=font, stroke_width=2,
-              stroke_fill=(0, 0, 0))
+    outlined_text(img, (8, img.height - font.size - 8), text, font, (255, 255, 255))
     return img
+
+
+TEXT_OUTLINE_PX = 2
+
+
+def outlined_text(img: Image.Image, xy: tuple[float, float], text: str, font: ImageFont.FreeTypeFont,
+                  fill: tuple[int, int, int]) -> None:
+    """``text`` at ``xy`` (its top left, as ``ImageDraw.text``) in ``fill`` with a black outline of
+    ``TEXT_OUTLINE_PX``, legible on any grey.  The outline is the glyphs' coverage dilated by a disc: the
+    look of Pillow's ``stroke_width``, whose FreeType stroker took 2.9 of 3.5 ms per label (a plain label
+    0.65 ms) on a 910 px wide overlay."""
+    pad = TEXT_OUTLINE_PX + 1
+    _, _, right, bottom = font.getbbox(text)
+    glyphs = Image.new("L", (right + 2 * pad, bottom + 2 * pad))
+    ImageDraw.Draw(glyphs).text((pad, pad), text, fill=255, font=font)
+    disc = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * TEXT_OUTLINE_PX + 1, 2 * TEXT_OUTLINE_PX + 1))
+    outline = Image.fromarray(cv2.dilate(np.asarray(glyphs), disc))
+    corner = (round(xy[0]) - pad, round(xy[1]) - pad)
+    img.paste((0, 0, 0), corner, outline)
+    img.paste(fill, corner, glyphs)
 
 
 def _draw_measurement(draw: ImageDraw.ImageDraw, f: Finding, to_picture: float, colour: tuple[int, int, int]) -> None:
