@@ -10,7 +10,9 @@ decompressed to Explicit VR Little Endian with ``--uncompressed``: the decoder's
     default) images/s, peak RSS of the main process and of the largest decoding worker;
   * calcdx forward-pass-only bound: the pipeline's model step alone (padding, forward pass, probability
     maps, out-of-distribution score) on the same model-grid images, batch 1; on the CPU with one thread
-    and with every core (median of five passes after a warm-up, measured before the batch);
+    and with every core (median of five passes after a warm-up, measured before the batch); and every network
+    of the model alone: the same passes plus the crop heads (margin, site, extent) on the fields the findings of
+    those images gave them, batch 1 as ``calcdx predict`` runs them;
   * with ``--stages``: milliseconds per image of each stage, one after the other on one thread, and the
     ceilings they set (the helper thread's; on the CPU, this many cores even if every stage overlapped);
   * TorchXRayVision: its DICOM reader + DenseNet-121 (weights=None) at 224 px on the same device, if installed
@@ -27,12 +29,14 @@ import shutil
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 
 from calcdx.datasets.reader import read_radiograph
 from calcdx.inference import Predictor, run_batch
+from calcdx.inference.predictor import HEAD_NAMES
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 
@@ -74,6 +78,54 @@ def forward_bound(predictor: Predictor, grids: list[np.ndarray], threads: int, p
                 start = time.perf_counter()
                 for g in grids:
                     predictor.forward(g)
+                rates.append(len(grids) / (time.perf_counter() - start))
+    finally:
+        torch.set_num_threads(previous)
+    return float(np.median(rates[1:]))
+
+
+def head_inputs(predictor: Predictor, paths: list[Path], grids: list[np.ndarray]) -> list[list[tuple[Any, np.ndarray]]]:
+    """Per image of ``grids`` (read from ``paths``), each crop head's input field as ``calcdx predict`` gives
+    it (the findings measured once, each head's ``logits`` call recorded): (head, field) pairs."""
+    heads = [head for name in HEAD_NAMES if (head := getattr(predictor, name)) is not None]
+    recorded: list[list[tuple[Any, np.ndarray]]] = []
+
+    def recording(head: Any) -> Any:
+        def logits(field: np.ndarray) -> torch.Tensor:
+            recorded[-1].append((head, field))
+            return type(head).logits(head, field)
+        return logits
+
+    for head in heads:
+        head.logits = recording(head)
+    try:
+        with torch.inference_mode():
+            for path, grid in zip(paths, grids, strict=False):
+                recorded.append([])
+                radiograph = read_radiograph(path, coarsest_spacing_mm=predictor.decode_spacing_mm)
+                predictor.result(radiograph, predictor.forward(grid))
+    finally:
+        for head in heads:
+            del head.logits
+    return recorded
+
+
+def networks_bound(predictor: Predictor, grids: list[np.ndarray], fields: list[list[tuple[Any, np.ndarray]]],
+                   threads: int, passes: int = 5) -> float:
+    """Images/s of every network alone (batch 1, ``threads`` torch threads): the detection model on each grid
+    and the crop heads on the fields its findings gave them (``head_inputs``); median of ``passes`` after a
+    warm-up."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    rates = []
+    try:
+        with torch.inference_mode():
+            for _ in range(passes + 1):
+                start = time.perf_counter()
+                for grid, pairs in zip(grids, fields, strict=True):
+                    predictor.forward(grid)
+                    for head, field in pairs:
+                        head.logits(field)
                 rates.append(len(grids) / (time.perf_counter() - start))
     finally:
         torch.set_num_threads(previous)
@@ -138,8 +190,10 @@ def main() -> None:
                  for p in paths[: min(20, len(paths))]]
         cores = len(os.sched_getaffinity(0))
         on_cpu = predictor.device == "cpu"
-        bounds = {threads: forward_bound(predictor, grids, threads) for threads in (sorted({1, cores}) if on_cpu
-                                                                                     else [torch.get_num_threads()])}
+        thread_counts = sorted({1, cores}) if on_cpu else [torch.get_num_threads()]
+        bounds = {threads: forward_bound(predictor, grids, threads) for threads in thread_counts}
+        fields = head_inputs(predictor, paths[: len(grids)], grids)
+        with_heads = {threads: networks_bound(predictor, grids, fields, threads) for threads in thread_counts}
         start = time.perf_counter()
         report = run_batch(
             paths, tmp / "out", predictor, workers=args.workers, write_sr=args.outputs, write_overlays=args.outputs,
@@ -161,6 +215,12 @@ def main() -> None:
             where = f"{threads} thread{'s' if threads > 1 else ''}" if on_cpu else predictor.device
             print(f"calcdx forward only    {rate:7.2f} images/s   ({where}, batch 1, median of 5 passes over "
                   f"{len(grids)} grids; end to end = {e2e / rate:.2f} x)")
+        n_fields = sum(len(pairs) for pairs in fields)
+        for threads, rate in with_heads.items():
+            where = (f"{threads} thread{'s' if threads > 1 else ''}" if on_cpu
+                     else f"{predictor.device}, heads on the CPU")
+            print(f"  and the crop heads   {rate:7.2f} images/s   ({where}: every network alone, the detection model "
+                  f"and the heads on the {n_fields} fields its findings gave them; end to end = {e2e / rate:.2f} x)")
         if args.stages:
             stages = stage_milliseconds(predictor, paths[: min(28, len(paths))], tmp / "stages")
             total = sum(stages.values())
