@@ -7,7 +7,8 @@ Prints, for N copies of the bundled example radiographs (JPEG 2000 lossless as b
 decompressed to Explicit VR Little Endian with ``--uncompressed``: the decoder's share):
   * calcdx end to end (`calcdx predict` pipeline: read, resample, model, findings, rules, JSON; with
     ``--outputs`` also the SR and the overlays, PNG and Secondary Capture, as ``calcdx predict`` writes by
-    default) images/s, peak RSS of the main process and of the largest decoding worker;
+    default) images/s, peak RSS of the main process and of the largest decoding worker, and the CPU time per
+    image of each (what caps the rate: all cores together, or the main process alone);
   * calcdx forward-pass-only bound: the pipeline's model step alone (padding, forward pass, probability
     maps, out-of-distribution score) on the same model-grid images, batch 1; on the CPU with one thread
     and with every core (median of five passes after a warm-up, measured before the batch); and every network
@@ -64,6 +65,13 @@ def copies(n: int, folder: Path, *, uncompressed: bool = False) -> list[Path]:
 def peak_rss_mb(who: int = resource.RUSAGE_SELF) -> float:
     """Peak resident set size in MB of this process (or, with RUSAGE_CHILDREN, its largest child)."""
     return resource.getrusage(who).ru_maxrss / 1024
+
+
+def cpu_seconds() -> tuple[float, float]:
+    """CPU seconds (user + system) so far of this process and of its finished children (the batch's
+    decoding workers, once it has ended)."""
+    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime, children.ru_utime + children.ru_stime
 
 
 def forward_bound(predictor: Predictor, grids: list[np.ndarray], threads: int, passes: int = 5) -> float:
@@ -194,12 +202,15 @@ def main() -> None:
         bounds = {threads: forward_bound(predictor, grids, threads) for threads in thread_counts}
         fields = head_inputs(predictor, paths[: len(grids)], grids)
         with_heads = {threads: networks_bound(predictor, grids, fields, threads) for threads in thread_counts}
+        before = cpu_seconds()
         start = time.perf_counter()
         report = run_batch(
             paths, tmp / "out", predictor, workers=args.workers, write_sr=args.outputs, write_overlays=args.outputs,
             progress=False, threads=args.threads, model_in_workers=False if args.model_in_main else None,
         )
         e2e = report.n_images / (time.perf_counter() - start)
+        main_ms, workers_ms = (1000.0 * (after - earlier) / max(report.n_images, 1)
+                               for after, earlier in zip(cpu_seconds(), before, strict=True))
         forward = bounds[max(bounds)]
         shape = np.mean([g.shape for g in grids], axis=0)
         syntax = "uncompressed" if args.uncompressed else "JPEG 2000 lossless"
@@ -211,6 +222,9 @@ def main() -> None:
         print(f"calcdx end to end      {e2e:7.2f} images/s   peak RSS {peak_rss_mb():7.0f} MB "
               f"(largest worker {peak_rss_mb(resource.RUSAGE_CHILDREN):.0f} MB; {report.n_images} images; "
               f"{'JSON, SR and overlays' if args.outputs else 'JSON'})")
+        print(f"  CPU per image: main process {main_ms:.1f} ms, decoding workers {workers_ms:.1f} ms (all cores "
+              f"together: at most {1000.0 * cores / (main_ms + workers_ms):.2f} images/s; the main process alone: "
+              f"{1000.0 / main_ms:.2f})")
         for threads, rate in bounds.items():
             where = f"{threads} thread{'s' if threads > 1 else ''}" if on_cpu else predictor.device
             print(f"calcdx forward only    {rate:7.2f} images/s   ({where}, batch 1, median of 5 passes over "

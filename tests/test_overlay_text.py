@@ -27,3 +27,15 @@ def test_outlined_text_looks_like_pillows_stroke() -> None:
     rows, cols = np.nonzero(touched)
     assert rows.min() >= 20 - TEXT_OUTLINE_PX - 1 and cols.min() >= 10 - TEXT_OUTLINE_PX - 1
     assert np.abs(a - b).mean() < 2.5
+
+
+def test_outlined_text_at_the_edges_and_empty() -> None:
+    """A label that runs off the picture is clipped, an empty one draws nothing."""
+    font = ImageFont.load_default(size=14)
+    picture = Image.new("RGB", (200, 100), (128, 128, 128))
+    outlined_text(picture, (-10, -10), "edge label", font, (255, 0, 0))
+    outlined_text(picture, (180, 90), "edge label", font, (255, 0, 0))
+    assert picture.size == (200, 100) and (np.asarray(picture) != 128).any()
+    blank = Image.new("RGB", (50, 50), (128, 128, 128))
+    outlined_text(blank, (10, 10), "", font, (255, 0, 0))
+    assert (np.asarray(blank) == 128).all()
