@@ -13,7 +13,8 @@ decompressed to Explicit VR Little Endian with ``--uncompressed``: the decoder's
     maps, out-of-distribution score) on the same model-grid images, batch 1; on the CPU with one thread
     and with every core (median of five passes after a warm-up, measured before the batch); and every network
     of the model alone: the same passes plus the crop heads (margin, site, extent) on the fields the findings of
-    those images gave them, batch 1 as ``calcdx predict`` runs them;
+    those images gave them, batch 1 as ``calcdx predict`` runs them (the two bounds' passes alternate, so a
+    machine whose speed drifts moves both alike);
   * with ``--stages``: milliseconds per image of each stage, one after the other on one thread, and the
     ceilings they set (the helper thread's; on the CPU, this many cores even if every stage overlapped);
   * TorchXRayVision: its DICOM reader + DenseNet-121 (weights=None) at 224 px on the same device, if installed
@@ -74,24 +75,6 @@ def cpu_seconds() -> tuple[float, float]:
     return own.ru_utime + own.ru_stime, children.ru_utime + children.ru_stime
 
 
-def forward_bound(predictor: Predictor, grids: list[np.ndarray], threads: int, passes: int = 5) -> float:
-    """Images/s of the model alone on ``grids`` (batch 1) with ``threads`` torch threads: a warm-up
-    pass, then the median of ``passes`` passes."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(threads)
-    rates = []
-    try:
-        with torch.inference_mode():
-            for _ in range(passes + 1):
-                start = time.perf_counter()
-                for g in grids:
-                    predictor.forward(g)
-                rates.append(len(grids) / (time.perf_counter() - start))
-    finally:
-        torch.set_num_threads(previous)
-    return float(np.median(rates[1:]))
-
-
 def head_inputs(predictor: Predictor, paths: list[Path], grids: list[np.ndarray]) -> list[list[tuple[Any, np.ndarray]]]:
     """Per image of ``grids`` (read from ``paths``), each crop head's input field as ``calcdx predict`` gives
     it (the findings measured once, each head's ``logits`` call recorded): (head, field) pairs."""
@@ -118,26 +101,31 @@ def head_inputs(predictor: Predictor, paths: list[Path], grids: list[np.ndarray]
     return recorded
 
 
-def networks_bound(predictor: Predictor, grids: list[np.ndarray], fields: list[list[tuple[Any, np.ndarray]]],
-                   threads: int, passes: int = 5) -> float:
-    """Images/s of every network alone (batch 1, ``threads`` torch threads): the detection model on each grid
-    and the crop heads on the fields its findings gave them (``head_inputs``); median of ``passes`` after a
-    warm-up."""
+def model_bounds(predictor: Predictor, grids: list[np.ndarray], fields: list[list[tuple[Any, np.ndarray]]],
+                 threads: int, passes: int = 5) -> tuple[float, float]:
+    """Images/s (batch 1, ``threads`` torch threads) of the detection model alone on ``grids``, and of every
+    network alone: the detection model on each grid and the crop heads on the fields its findings gave them
+    (``head_inputs``).  The two alternate pass by pass, so both see the machine at the same speed; each is
+    the median of ``passes`` passes after a warm-up pass."""
     previous = torch.get_num_threads()
     torch.set_num_threads(threads)
-    rates = []
+    detector, networks = [], []
     try:
         with torch.inference_mode():
             for _ in range(passes + 1):
+                start = time.perf_counter()
+                for grid in grids:
+                    predictor.forward(grid)
+                detector.append(len(grids) / (time.perf_counter() - start))
                 start = time.perf_counter()
                 for grid, pairs in zip(grids, fields, strict=True):
                     predictor.forward(grid)
                     for head, field in pairs:
                         head.logits(field)
-                rates.append(len(grids) / (time.perf_counter() - start))
+                networks.append(len(grids) / (time.perf_counter() - start))
     finally:
         torch.set_num_threads(previous)
-    return float(np.median(rates[1:]))
+    return float(np.median(detector[1:])), float(np.median(networks[1:]))
 
 
 def stage_milliseconds(predictor: Predictor, paths: list[Path], out: Path) -> dict[str, float]:
@@ -199,9 +187,10 @@ def main() -> None:
         cores = len(os.sched_getaffinity(0))
         on_cpu = predictor.device == "cpu"
         thread_counts = sorted({1, cores}) if on_cpu else [torch.get_num_threads()]
-        bounds = {threads: forward_bound(predictor, grids, threads) for threads in thread_counts}
         fields = head_inputs(predictor, paths[: len(grids)], grids)
-        with_heads = {threads: networks_bound(predictor, grids, fields, threads) for threads in thread_counts}
+        measured = {threads: model_bounds(predictor, grids, fields, threads) for threads in thread_counts}
+        bounds = {threads: pair[0] for threads, pair in measured.items()}
+        with_heads = {threads: pair[1] for threads, pair in measured.items()}
         before = cpu_seconds()
         start = time.perf_counter()
         report = run_batch(
