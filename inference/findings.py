@@ -243,7 +243,8 @@ def extract_findings(radiograph: Radiograph, card: ModelCard, image_probabilitie
         if n == 0:
             continue
         objects = ndimage.find_objects(labels)
-        # each region's peak, read in its own box (ndimage.maximum sorts every pixel by label: 0.7 ms per image)
+        # each region's peak, read in its own box: ndimage.maximum sorts every pixel by label (0.25 against
+        # 0.03 ms per image on the bundled examples, the same values)
         peaks = np.array([pmap[sl][labels[sl] == k + 1].max() for k, sl in enumerate(objects)], dtype=np.float64)
         order = np.argsort(peaks)[::-1][:MAX_FINDINGS_PER_PATTERN]
         for k in order:
