@@ -25,6 +25,7 @@ import datetime as dt
 import json
 import os
 import threading
+import time
 from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -290,32 +291,79 @@ def index_line(study: StudyDeposits) -> str:
                        "deposits": [[*key, asdict(deposit)] for key, deposit in sorted(study.deposits.items())]})
 
 
-def read_index(out_dir: str | Path) -> list[StudyDeposits]:
-    """The studies of every index file in ``out_dir`` (the last line of a study wins; bad lines are skipped).
+def read_index(out_dir: str | Path, patient_id: str | None = None) -> list[StudyDeposits]:
+    """The studies of every index file in ``out_dir`` (the last line of a study wins; bad lines are skipped);
+    with ``patient_id``, that patient's only.
 
-    Each file is parsed once per process: later calls read only the lines appended since (a batch asks
-    once per study, so reading whole files would cost the square of the folder's size)."""
+    A batch asks once per study, so nothing here grows with the folder: each file is parsed once per process
+    (later calls read only the lines appended since), a patient's studies are looked up, and the folder is
+    listed at most every ``INDEX_LIST_SECONDS`` (``_index_files``)."""
     studies: dict[str, StudyDeposits] = {}
     with _INDEX_LOCK:
-        for path in sorted(Path(out_dir).glob(INDEX_GLOB)):
-            offset, known = _INDEX_CACHE.get(path, (0, {}))
-            with open(path, "rb") as fh:
-                fh.seek(0, os.SEEK_END)
-                if fh.tell() < offset:  # replaced or cut short: read it again
-                    offset, known = 0, {}
-                fh.seek(offset)
-                tail = fh.read()
+        for path in _index_files(Path(out_dir)):
+            cached = _INDEX_CACHE.get(path) or _IndexFile()
+            try:
+                with open(path, "rb") as fh:
+                    fh.seek(0, os.SEEK_END)
+                    if fh.tell() < cached.offset:  # replaced or cut short: read it again
+                        cached = _IndexFile()
+                    fh.seek(cached.offset)
+                    tail = fh.read()
+            except FileNotFoundError:  # gone since the folder was listed
+                _INDEX_CACHE.pop(path, None)
+                continue
             complete = tail[:tail.rfind(b"\n") + 1]  # a line still being written waits for the next call
             for line in complete.decode("utf-8", "replace").splitlines():
                 study = _parse_index_line(line)
                 if study is not None:
-                    known[study.study_uid] = study
-            _INDEX_CACHE[path] = (offset + len(complete), known)
-            studies.update(known)
+                    cached.add(study)
+            cached.offset += len(complete)
+            _INDEX_CACHE[path] = cached
+            studies.update(cached.studies if patient_id is None else cached.by_patient.get(patient_id, {}))
     return list(studies.values())
 
 
-_INDEX_CACHE: dict[Path, tuple[int, dict[str, StudyDeposits]]] = {}
+INDEX_LIST_SECONDS = 10.0
+"""How long a process trusts its list of a folder's index files (this rank's own file is read every time).
+Every study of one patient is written by one rank (``calcdx.inference.batch.shard_studies``), so a prior
+written while a batch runs is in the rank's own file; other ranks' files and earlier runs' are found when the
+folder is listed.  Listing a folder of 100,000 files took 67 ms, and it was listed once per study."""
+
+
+def own_index_path(out_dir: str | Path) -> Path:
+    """This rank's index file in ``out_dir`` (the one ``append_to_index`` writes)."""
+    return Path(out_dir) / f"followup-index-rank{int(os.environ.get('RANK', '0') or 0)}.jsonl"
+
+
+def _index_files(out_dir: Path) -> list[Path]:
+    """The index files of ``out_dir``: as listed at most ``INDEX_LIST_SECONDS`` ago, and this rank's own."""
+    now = time.monotonic()
+    listed = _INDEX_FILES.get(out_dir)
+    if listed is None or now - listed[0] > INDEX_LIST_SECONDS:
+        listed = (now, sorted(out_dir.glob(INDEX_GLOB)))
+        _INDEX_FILES[out_dir] = listed
+    own = own_index_path(out_dir)
+    return sorted({*listed[1], own}) if own.exists() else listed[1]
+
+
+@dataclass
+class _IndexFile:
+    """What one index file held when last read: its studies by Study Instance UID and by patient."""
+
+    offset: int = 0
+    studies: dict[str, StudyDeposits] = field(default_factory=dict)
+    by_patient: dict[str, dict[str, StudyDeposits]] = field(default_factory=dict)
+
+    def add(self, study: StudyDeposits) -> None:
+        earlier = self.studies.get(study.study_uid)
+        if earlier is not None and earlier.patient_id != study.patient_id:
+            self.by_patient.get(earlier.patient_id, {}).pop(study.study_uid, None)
+        self.studies[study.study_uid] = study
+        self.by_patient.setdefault(study.patient_id, {})[study.study_uid] = study
+
+
+_INDEX_CACHE: dict[Path, _IndexFile] = {}
+_INDEX_FILES: dict[Path, tuple[float, list[Path]]] = {}
 _INDEX_LOCK = threading.Lock()
 
 
@@ -334,8 +382,7 @@ def _parse_index_line(line: str) -> StudyDeposits | None:
 def append_to_index(out_dir: str | Path, study: StudyDeposits) -> None:
     """Add ``study`` to this rank's index file (one short line, appended; after a line a killed run left
     unfinished, on a line of its own)."""
-    rank = int(os.environ.get("RANK", "0") or 0)
-    with open(Path(out_dir) / f"followup-index-rank{rank}.jsonl", "a+b") as fh:
+    with open(own_index_path(out_dir), "a+b") as fh:
         end = fh.seek(0, os.SEEK_END)
         torn = False
         if end:

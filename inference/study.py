@@ -158,7 +158,8 @@ def finalize_study(study_uid: str, images: list[ImageResult], radiographs: dict[
     deposits = study_deposits(result)
     followup_text = None
     if deposits is not None:  # HADD against the patient's prior studies already in this output folder
-        changes = against_priors(deposits, [s for s in read_index(out_dir) if s.study_uid != study_uid])
+        changes = against_priors(deposits, [s for s in read_index(out_dir, deposits.patient_id)
+                                            if s.study_uid != study_uid])
         if changes:
             result["followup"] = [change.to_dict() for change in changes]
             followup_text = ("Follow-up of HADD against the latest prior study of each body part and side: "

@@ -227,6 +227,39 @@ def test_the_index_is_read_incrementally_and_survives_a_torn_line(tmp_path: Path
     assert against_priors(studies["6.2"], studies.values())[0].status == "larger"
 
 
+def test_the_index_gives_one_patients_studies_and_lists_the_folder_seldom(tmp_path: Path,
+                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """A batch asks for a study's priors once per study: the answer is that patient's studies alone (a
+    study whose line is replaced under another patient moves with it), and the folder is listed again only
+    after ``INDEX_LIST_SECONDS``; this rank's own file is read every time."""
+    from calcdx.inference import followup
+
+    def study(uid: str, patient: str, date: str, mm: float = 6.0) -> Any:
+        deposits = study_deposits(_result(uid, date, [_hadd("supraspinatus tendon", mm)], patient=patient))
+        assert deposits is not None
+        return deposits
+
+    monkeypatch.setattr(followup, "INDEX_LIST_SECONDS", 1e9)  # the first list holds for the whole test ...
+    for uid, patient, date in (("7.1", "P7", "2024-01-01"), ("8.1", "P8", "2024-01-02"), ("7.2", "P7", "2024-03-01")):
+        append_to_index(tmp_path, study(uid, patient, date))
+    assert sorted(s.study_uid for s in read_index(tmp_path, "P7")) == ["7.1", "7.2"]
+    assert [s.study_uid for s in read_index(tmp_path, "P8")] == ["8.1"]
+    assert read_index(tmp_path, "P9") == []
+    append_to_index(tmp_path, study("7.1", "P8", "2024-01-01"))  # the line of 7.1 replaced: another patient now
+    assert [s.study_uid for s in read_index(tmp_path, "P7")] == ["7.2"]
+    assert sorted(s.study_uid for s in read_index(tmp_path, "P8")) == ["7.1", "8.1"]
+    everyone = {s.study_uid: s.patient_id for s in read_index(tmp_path)}
+    assert everyone == {"7.1": "P8", "7.2": "P7", "8.1": "P8"}
+    # another rank's file, written after the folder was listed, is read once the list is old enough
+    other = tmp_path / "followup-index-rank1.jsonl"
+    other.write_text(followup.index_line(study("9.1", "P9", "2024-02-01")) + "\n", encoding="utf-8")
+    assert read_index(tmp_path, "P9") == []
+    monkeypatch.setattr(followup, "INDEX_LIST_SECONDS", -1.0)  # ... until it is old enough
+    assert [s.study_uid for s in read_index(tmp_path, "P9")] == ["9.1"]
+    other.unlink()  # a file gone since the folder was listed is skipped
+    assert sorted(s.study_uid for s in read_index(tmp_path, "P7")) == ["7.2"]
+
+
 def test_a_batch_takes_each_patient_oldest_first_and_keeps_a_patient_on_one_rank() -> None:
     from calcdx.datasets.discovery import Study
     from calcdx.inference.batch import shard_studies
