@@ -125,7 +125,8 @@ def _declined(images: list[ImageResult]) -> dict[str, str]:
 def finalize_study(study_uid: str, images: list[ImageResult], radiographs: dict[ImageKey, Radiograph],
                    sources: dict[str, Path], refused: list[dict[str, Any]], predictor: Predictor, out_dir: Path, *,
                    context: Any = None, write_sr: bool = True, write_overlays: bool = True,
-                   overlays: dict[ImageKey, RenderedOverlay] | None = None) -> StudyResult:
+                   overlays: dict[ImageKey, RenderedOverlay] | None = None,
+                   history_dir: Path | None = None) -> StudyResult:
     """Attach differentials, write the study JSON (last, atomically), SR and overlays.
 
     The JSON is written last: its presence marks the study as done for resumption.  The SR and
@@ -133,7 +134,9 @@ def finalize_study(study_uid: str, images: list[ImageResult], radiographs: dict[
     each image's radiograph by (SOP Instance UID, frame), so that each frame of a multi-frame file gets its
     own overlay (keyed by the UID alone, every frame was drawn on the last one's pixels).  ``overlays``:
     pictures already drawn, by (SOP Instance UID, frame) (a batch's workers draw them); the others are
-    drawn here.
+    drawn here.  ``history_dir``: the folder whose follow-up index gives the patient's prior studies and gets
+    this one (``calcdx.inference.followup``); default ``out_dir``.  The PACS front ends write each study to a
+    folder of its own and keep one history for all.
     """
     key = safe_name(study_uid)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -156,9 +159,10 @@ def finalize_study(study_uid: str, images: list[ImageResult], radiographs: dict[
             fdict["differential"] = ddict
         result["images"].append(record)
     deposits = study_deposits(result)
+    history = out_dir if history_dir is None else Path(history_dir)
     followup_text = None
     if deposits is not None:  # HADD against the patient's prior studies already in this output folder
-        changes = against_priors(deposits, [s for s in read_index(out_dir, deposits.patient_id)
+        changes = against_priors(deposits, [s for s in read_index(history, deposits.patient_id)
                                             if s.study_uid != study_uid])
         if changes:
             result["followup"] = [change.to_dict() for change in changes]
@@ -228,7 +232,7 @@ def finalize_study(study_uid: str, images: list[ImageResult], radiographs: dict[
         "overlay_dicom": [p.name for p in written.overlay_scs],
     }
     if deposits is not None:  # before the JSON: a study killed in between is redone, and its line replaced
-        append_to_index(out_dir, deposits)
+        append_to_index(history, deposits)
     # one line: json's C encoder (indent= falls back to the pure-Python one, 10x slower on a
     # ~100 kB result); `python -m json.tool` or jq print it indented
     atomic_write_text(written.json_path, json.dumps(result, ensure_ascii=False) + "\n")
@@ -236,8 +240,9 @@ def finalize_study(study_uid: str, images: list[ImageResult], radiographs: dict[
 
 
 def analyze_study(paths: Sequence[str | Path], predictor: Predictor, out_dir: str | Path, *, context: Any = None,
-                  write_sr: bool = True, write_overlays: bool = True) -> StudyResult:
-    """Analyse the files of one study (used by the PACS front ends).
+                  write_sr: bool = True, write_overlays: bool = True,
+                  history_dir: str | Path | None = None) -> StudyResult:
+    """Analyse the files of one study (used by the PACS front ends); ``history_dir`` as ``finalize_study``'s.
 
     Files that cannot be read are listed in ``result["refused"]`` and ``failures``; the
     study is still reported.  Raises nothing for bad input files.
@@ -265,6 +270,7 @@ def analyze_study(paths: Sequence[str | Path], predictor: Predictor, out_dir: st
         except CalcdxError:
             study_uid = ""
     written = finalize_study(study_uid or "unknown", images, radiographs, sources, refused, predictor, Path(out_dir),
-                             context=context, write_sr=write_sr, write_overlays=write_overlays)
+                             context=context, write_sr=write_sr, write_overlays=write_overlays,
+                             history_dir=None if history_dir is None else Path(history_dir))
     written.failures = refused
     return written

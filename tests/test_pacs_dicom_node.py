@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -191,6 +192,54 @@ def test_sigkill_then_restart_processes_every_received_instance(peers: dict) -> 
     finally:
         os.killpg(restarted.pid, signal.SIGTERM)
         restarted.wait(timeout=30)
+
+
+def test_a_follow_up_sent_after_its_prior_is_compared_with_it(peers: dict) -> None:
+    """Each study is written to a folder of its own, and the node keeps one follow-up history: a patient's
+    later study, sent after the node analysed the prior, carries the comparison in its JSON and its SR."""
+    sim = peers["tmp"] / "sim"
+    made = subprocess.run([CALCDX, "simulate", "--n", "6", "--patterns", "hadd", "--regions", "shoulder", "--seed",
+                           "5", "--spacing-mm", "0.4", "--follow-ups", "--workers", "1", "--out", str(sim)],
+                          capture_output=True, text=True, timeout=600)
+    assert made.returncode == 0, made.stderr
+    for path in sim.glob("*.dcm"):  # the simulator writes several transfer syntaxes; storescu -xv proposes
+        ds = pydicom.dcmread(path)   # JPEG 2000 and the uncompressed ones
+        if ds.file_meta.TransferSyntaxUID.is_compressed:
+            ds.decompress()
+            ds.save_as(path, enforce_file_format=True)
+    follow_ups = sorted(sim.glob("*_fu.dcm"))
+    priors = [p for p in sorted(sim.glob("img*.dcm")) if p not in follow_ups]
+    assert follow_ups and priors
+    sent = _storescu(peers["node_port"], priors)
+    assert sent.returncode == 0, sent.stderr
+    _wait_for(peers["received"], "SR*", len(priors))  # every prior analysed and sent back first
+    sent = _storescu(peers["node_port"], follow_ups)
+    assert sent.returncode == 0, sent.stderr
+    _wait_for(peers["received"], "SR*", len(priors) + len(follow_ups))
+    out = peers["tmp"] / "out"
+    assert len(list(out.glob("followup-index-rank*.jsonl"))) == 1  # one history, beside the studies' folders
+    follow_up_studies = {str(pydicom.dcmread(p, stop_before_pixels=True).StudyInstanceUID) for p in follow_ups}
+    compared = []
+    for path in out.glob("*/*.json"):
+        data = json.loads(path.read_text(encoding="utf-8"))
+        if data.get("followup"):
+            assert data["study_instance_uid"] in follow_up_studies
+            assert all(c["prior_date"] < c["current_date"] for c in data["followup"])
+            compared.append(data)
+    assert compared, "no follow-up was compared with its prior"
+    srs = {str(ds.StudyInstanceUID): ds for ds in (pydicom.dcmread(p) for p in peers["received"].glob("SR*"))}
+    for data in compared:
+        texts = [item.TextValue for item in _content_items(srs[data["study_instance_uid"]]) if "TextValue" in item]
+        assert any(text.startswith("Follow-up of HADD") for text in texts)
+
+
+def _content_items(ds: pydicom.Dataset) -> list[pydicom.Dataset]:
+    """Every content item of an SR, depth first."""
+    items = []
+    for item in ds.get("ContentSequence", []):
+        items.append(item)
+        items.extend(_content_items(item))
+    return items
 
 
 def test_spool_refuses_paths_outside_its_root(tmp_path: Path) -> None:

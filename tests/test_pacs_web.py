@@ -150,6 +150,36 @@ def test_stow_rs_upload_from_dicomweb_client_gives_sr_overlay_and_json(service: 
             assert http.get(f"/jobs/{job_id}/overlays/1").status_code == 404
 
 
+def test_a_follow_up_sent_after_its_prior_is_compared_with_it(service: WebService, tmp_path: Path) -> None:
+    """Each job writes to a folder of its own, and the service keeps one follow-up history: a patient's later
+    study, stored after the prior's job finished, carries the comparison in its result."""
+    sim = tmp_path / "sim"
+    made = subprocess.run([CALCDX, "simulate", "--n", "6", "--patterns", "hadd", "--regions", "shoulder", "--seed",
+                           "5", "--spacing-mm", "0.4", "--follow-ups", "--workers", "1", "--out", str(sim)],
+                          capture_output=True, text=True, timeout=600)
+    assert made.returncode == 0, made.stderr
+    follow_ups = sorted(sim.glob("*_fu.dcm"))
+    priors = [p for p in sorted(sim.glob("img*.dcm")) if p not in follow_ups]
+    stow = DICOMwebClient(url=service.url, headers={"Authorization": f"Bearer {service.token}"})
+
+    def stored(files: list[Path]) -> list[dict[str, Any]]:
+        response = stow.store_instances([pydicom.dcmread(f) for f in files])
+        jobs = {item.RetrieveURL.rsplit("/", 1)[1] for item in response.ReferencedSOPSequence}
+        return [service.wait_done(job_id) for job_id in sorted(jobs)]
+
+    assert all(job["status"] == "done" for job in stored(priors))  # every prior finished first
+    compared = []
+    with service.client() as http:
+        for job in stored(follow_ups):
+            assert job["status"] == "done", job
+            result = http.get(f"/jobs/{job['id']}/result").json()
+            if result.get("followup"):
+                assert all(c["prior_date"] < c["current_date"] for c in result["followup"])
+                assert "Follow-up of HADD against the latest prior study" in result["summary"]
+                compared.append(result)
+    assert compared, "no follow-up was compared with its prior"
+
+
 def test_a_bad_part_is_refused_by_name_and_the_rest_is_analysed(service: WebService) -> None:
     ct = Path(sample_file("CT_small.dcm")).read_bytes()
     good = (EXAMPLES / "img000007.dcm").read_bytes()

@@ -158,7 +158,8 @@ class JobStore:
         paths = sorted((folder / "in").glob("*.dcm"))
         if not paths:
             raise PacsError(f"no projection radiograph in study {uid_hash(job.get('study_instance_uid', ''))}")
-        result = analyze_study(paths, self._predictor(), folder / "out")
+        # one folder per job, one follow-up history for the service (see calcdx.inference.followup)
+        result = analyze_study(paths, self._predictor(), folder / "out", history_dir=self.root)
         outputs: dict[str, Any] = {
             "result": result.json_path.name,
             "sr": result.sr_path.name if result.sr_path else None,

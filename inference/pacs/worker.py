@@ -130,7 +130,10 @@ class StudyWorker:
         try:
             if not self.spool.is_sent(folder):
                 out = Path(self.config.out_dir) / folder.name
-                result = analyze_study(sorted(folder.glob("*.dcm")), self._predictor(), out)
+                # one folder per study, one follow-up history for the node: a patient's later study is
+                # compared with the prior the node analysed before it
+                result = analyze_study(sorted(folder.glob("*.dcm")), self._predictor(), out,
+                                       history_dir=self.config.out_dir)
                 outputs = [p for p in (result.sr_path, *result.overlay_scs) if p is not None]
                 if self.config.destination:
                     send_results(outputs, self.config.destination, calling_aet=self.config.ae_title,
