@@ -227,6 +227,13 @@ def test_a_follow_up_sent_after_its_prior_is_compared_with_it(peers: dict) -> No
             assert all(c["prior_date"] < c["current_date"] for c in data["followup"])
             compared.append(data)
     assert compared, "no follow-up was compared with its prior"
+    # calcdx followup over the node's per-study folders (docs: calcdx followup results/*/) finds them too
+    studies = sorted(str(p) for p in out.iterdir() if p.is_dir())
+    printed = subprocess.run([CALCDX, "followup", *studies, "--out", str(peers["tmp"] / "cmp")], capture_output=True,
+                             text=True, timeout=300)
+    assert printed.returncode == 0, printed.stderr
+    table = json.loads((peers["tmp"] / "cmp" / "followup.json").read_text(encoding="utf-8"))["comparisons"]
+    assert {c["current_study_uid"] for c in table} >= {data["study_instance_uid"] for data in compared}
     srs = {str(ds.StudyInstanceUID): ds for ds in (pydicom.dcmread(p) for p in peers["received"].glob("SR*"))}
     for data in compared:
         texts = [item.TextValue for item in _content_items(srs[data["study_instance_uid"]]) if "TextValue" in item]
