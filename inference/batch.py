@@ -490,8 +490,8 @@ def _run_batch(paths: Sequence[str | Path], out_dir: str | Path, predictor: Pred
     if bar:
         bar.close()
     log.rewrite()  # one row per file again
-    report.failures = list(failures.values())
-    report.n_failures = len(failures)
+    report.failures = list(log.failures.values())
+    report.n_failures = len(log.failures)
     report.seconds = time.perf_counter() - started
     _barrier(world)
     if rank == 0:

@@ -126,7 +126,7 @@ def finalize_study(study_uid: str, images: list[ImageResult], radiographs: dict[
                    sources: dict[str, Path], refused: list[dict[str, Any]], predictor: Predictor, out_dir: Path, *,
                    context: Any = None, write_sr: bool = True, write_overlays: bool = True,
                    overlays: dict[ImageKey, RenderedOverlay] | None = None,
-                   history_dir: Path | None = None) -> StudyResult:
+                   history_dir: str | Path | None = None) -> StudyResult:
     """Attach differentials, write the study JSON (last, atomically), SR and overlays.
 
     The JSON is written last: its presence marks the study as done for resumption.  The SR and
@@ -161,7 +161,7 @@ def finalize_study(study_uid: str, images: list[ImageResult], radiographs: dict[
     deposits = study_deposits(result)
     history = out_dir if history_dir is None else Path(history_dir)
     followup_text = None
-    if deposits is not None:  # HADD against the patient's prior studies already in this output folder
+    if deposits is not None:  # HADD against the patient's prior studies already in the history folder
         changes = against_priors(deposits, [s for s in read_index(history, deposits.patient_id)
                                             if s.study_uid != study_uid])
         if changes:
@@ -271,6 +271,6 @@ def analyze_study(paths: Sequence[str | Path], predictor: Predictor, out_dir: st
             study_uid = ""
     written = finalize_study(study_uid or "unknown", images, radiographs, sources, refused, predictor, Path(out_dir),
                              context=context, write_sr=write_sr, write_overlays=write_overlays,
-                             history_dir=None if history_dir is None else Path(history_dir))
+                             history_dir=history_dir)
     written.failures = refused
     return written
