@@ -1,7 +1,9 @@
 """Study discovery: files, folders, DICOMDIRs and list files -> studies of ordered instances.
 
 Only headers are read (no pixel data).  Files that are not DICOM, or DICOMDIR entries
-pointing outside the DICOMDIR's root, are skipped and reported with their error; the
+pointing outside the DICOMDIR's root, are skipped and reported with their error; calcdx's own
+SRs and overlay Secondary Captures (a results folder inside a folder it reads, or a study
+fetched back from a PACS with them) are passed over and counted; the
 rest is grouped by StudyInstanceUID, with series and instances in a stable order
 (SeriesNumber, InstanceNumber, then path).  Each study keeps its Patient ID and date, so a
 batch can put a patient's studies in date order (a follow-up is compared with its prior).
@@ -17,18 +19,22 @@ from pathlib import Path
 
 from pydicom.dataset import Dataset
 from pydicom.fileset import FileSet
+from pydicom.uid import Comprehensive3DSRStorage, SecondaryCaptureImageStorage
 
 from calcdx.datasets.reader import header_only, open_dicom, study_date
 from calcdx.errors import CalcdxError, CorruptDicomError, InputError, NotDicomError
+from calcdx.version import MANUFACTURER
 
 logger = logging.getLogger(__name__)
 
 LIST_FILE_SUFFIXES = (".txt", ".lst", ".list")
 SIDECAR_SUFFIXES = frozenset({".json", ".npz", ".npy", ".csv", ".png", ".jpg", ".jpeg", ".md", ".yaml", ".yml",
-                              ".py", ".txt", ".log", ".pdf", ".zip"})
+                              ".py", ".txt", ".log", ".pdf", ".zip", ".jsonl"})
 """In folder walks these are never DICOM (annotations, masks, manifests): passed over silently.
 Named explicitly on the command line they are still tried, and refused with a reason."""
 MEDIA_STORAGE_DIRECTORY = "1.2.840.10008.1.3.10"
+OWN_OUTPUT_SOP_CLASSES = frozenset({str(Comprehensive3DSRStorage), str(SecondaryCaptureImageStorage)})
+"""What calcdx writes into a study: its measurement report and its overlays (``calcdx.inference``)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,6 +68,8 @@ class Study:
 class DiscoveryResult:
     studies: list[Study]
     skipped: list[tuple[Path, CalcdxError]]
+    own_outputs: list[Path] = field(default_factory=list)
+    """calcdx's own SRs and overlays found among the inputs, passed over (``is_own_output``)."""
 
     @property
     def n_instances(self) -> int:
@@ -177,6 +185,7 @@ def discover(paths: Sequence[str | os.PathLike[str]]) -> DiscoveryResult:
         studies in order of first appearance, and the skipped paths with their errors.
     """
     skipped: list[tuple[Path, CalcdxError]] = []
+    own_outputs: list[Path] = []
     seen: set[Path] = set()
     studies: dict[str, Study] = {}
     for path in _expand(paths, skipped):
@@ -192,6 +201,9 @@ def discover(paths: Sequence[str | os.PathLike[str]]) -> DiscoveryResult:
             skipped.append((path, exc))
             continue
         if str(ds.get("SOPClassUID", "")) == MEDIA_STORAGE_DIRECTORY:
+            continue
+        if is_own_output(ds):
+            own_outputs.append(path)
             continue
         study_uid = str(ds.get("StudyInstanceUID", "") or "") or f"no-study-uid:{path.parent}"
         study = studies.get(study_uid)
@@ -212,4 +224,13 @@ def discover(paths: Sequence[str | os.PathLike[str]]) -> DiscoveryResult:
         study.instances.sort(key=lambda i: (i.series_number, i.series_instance_uid, i.instance_number, str(i.path)))
     if skipped:
         logger.info("discovery skipped %d path(s)", len(skipped))
-    return DiscoveryResult(studies=list(studies.values()), skipped=skipped)
+    if own_outputs:
+        logger.info("discovery passed over %d SR and overlay file(s) that calcdx wrote", len(own_outputs))
+    return DiscoveryResult(studies=list(studies.values()), skipped=skipped, own_outputs=own_outputs)
+
+
+def is_own_output(ds: Dataset) -> bool:
+    """Whether ``ds`` is an SR or overlay Secondary Capture that calcdx wrote (its SOP class and Manufacturer):
+    never a radiograph to analyse, and no failure either."""
+    return (str(ds.get("SOPClassUID", "")) in OWN_OUTPUT_SOP_CLASSES
+            and str(ds.get("Manufacturer", "") or "").strip() == MANUFACTURER)

@@ -59,6 +59,8 @@ class BatchReport:
     n_not_analyzed: int = 0
     n_low_confidence: int = 0
     n_failures: int = 0
+    n_own_outputs: int = 0
+    """calcdx's own SRs and overlays found among the inputs and passed over (no failure)."""
     seconds: float = 0.0
     failures: list[dict[str, Any]] = field(default_factory=list)
 
@@ -417,7 +419,7 @@ def _run_batch(paths: Sequence[str | Path], out_dir: str | Path, predictor: Pred
     rank, world = _rank_world()
     started = time.perf_counter()
     found = discover(paths)
-    report = BatchReport()
+    report = BatchReport(n_own_outputs=len(found.own_outputs))
     failures_file = out / f"failures-rank{rank}.csv"
     failures = _read_failures(failures_file)
     for path, error in found.skipped:

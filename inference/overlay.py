@@ -16,6 +16,7 @@ from calcdx.datasets.radiograph import Radiograph
 from calcdx.findings import Finding, OperatingPoint
 from calcdx.inference.png import encode_rgb
 from calcdx.taxonomy import PATTERN_DISPLAY
+from calcdx.version import MANUFACTURER
 
 COLOURS = {OperatingPoint.DEFINITE: (255, 64, 64), OperatingPoint.POSSIBLE: (255, 200, 0),
            OperatingPoint.BELOW: (120, 160, 255)}
@@ -128,7 +129,7 @@ def secondary_capture(rgb: np.ndarray, source: Dataset, *, series_uid: str, inst
         series_number=9002,
         sop_instance_uid=sop_instance_uid or hd.UID(),
         instance_number=instance_number,
-        manufacturer="calcdx",
+        manufacturer=MANUFACTURER,
         patient_id=source.get("PatientID"),
         patient_name=source.get("PatientName"),
         patient_birth_date=source.get("PatientBirthDate"),

@@ -25,7 +25,7 @@ from pydicom.uid import UID
 
 from calcdx.findings import Finding
 from calcdx.taxonomy import PATTERN_CODES, Pattern
-from calcdx.version import __version__
+from calcdx.version import MANUFACTURER, __version__
 
 SR_UID_ROOT = "1.2.826.0.1.3680043.10.1398.2."
 
@@ -183,7 +183,7 @@ def build_sr(sources: Sequence[Dataset], findings_by_sop: dict[str, list[Finding
     observer = hd.sr.ObserverContext(
         observer_type=codes.DCM.Device,
         observer_identifying_attributes=hd.sr.DeviceObserverIdentifyingAttributes(
-            uid=hd.UID(), manufacturer_name="calcdx", model_name=model_identity["name"][:64],
+            uid=hd.UID(), manufacturer_name=MANUFACTURER, model_name=model_identity["name"][:64],
         ),
     )
     report = hd.sr.MeasurementReport(
@@ -206,7 +206,7 @@ def build_sr(sources: Sequence[Dataset], findings_by_sop: dict[str, list[Finding
         series_number=series_number,
         sop_instance_uid=sop_instance_uid or hd.UID(),
         instance_number=1,
-        manufacturer="calcdx",
+        manufacturer=MANUFACTURER,
         is_complete=True,
         is_final=False,
         is_verified=False,

@@ -8,9 +8,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pydicom
 import pytest
 from pydicom.fileset import FileSet
-from pydicom.uid import generate_uid
+from pydicom.uid import Comprehensive3DSRStorage, SecondaryCaptureImageStorage, generate_uid
 
 from calcdx.cli.main import main
 from calcdx.datasets.discovery import discover
@@ -138,6 +139,38 @@ def test_sidecar_files_in_folders_are_passed_over_but_named_ones_refused(tmp_pat
     assert discover([tmp_path]).skipped == []
     found = discover([tmp_path / "labels.json"])
     assert [e.code for _, e in found.skipped] == ["E_NOT_DICOM"]
+
+
+def _relabelled(path: Path, sop_class: str, manufacturer: str) -> Path:
+    """The study's first radiograph saved again beside it as another SOP class from ``manufacturer``."""
+    ds = pydicom.dcmread(path)
+    ds.SOPClassUID = ds.file_meta.MediaStorageSOPClassUID = sop_class
+    ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = generate_uid()
+    ds.Manufacturer = manufacturer
+    target = path.with_name(f"{manufacturer}-{sop_class}.dcm")
+    ds.save_as(target, enforce_file_format=True)
+    return target
+
+
+def test_calcdx_own_sr_and_overlays_are_passed_over_and_counted(tmp_path: Path,
+                                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    """A results folder inside the input folder: calcdx's SRs and overlay Secondary Captures (its SOP classes
+    with Manufacturer "calcdx") and its follow-up index are no inputs and no failures; another maker's SR is
+    still an input (and refused later, with its reason), and so is a radiograph whatever its maker."""
+    first = _study(tmp_path, 1, generate_uid())[0]
+    ours = [_relabelled(first, str(Comprehensive3DSRStorage), "calcdx"),
+            _relabelled(first, str(SecondaryCaptureImageStorage), "calcdx")]
+    theirs = _relabelled(first, str(Comprehensive3DSRStorage), "ACME")
+    simulated = _relabelled(first, str(pydicom.dcmread(first).SOPClassUID), "calcdx")
+    (tmp_path / "followup-index-rank0.jsonl").write_text('{"patient_id": "P"}\n')
+    found = discover([tmp_path])
+    assert sorted(found.own_outputs) == sorted(ours)
+    assert found.skipped == []
+    assert {i.path for i in found.studies[0].instances} == {first, theirs, simulated}
+    assert main(["info", str(ours[0]), "--json"]) == 1
+    (record,) = json.loads(capsys.readouterr().out)["files"]
+    assert record["status"] == "refused" and record["code"] == "E_NOT_RADIOGRAPH" and record["modality"] == "CR"
+    assert "calcdx wrote" in record["reason"]
 
 
 def test_info_json_reports_refusals_with_header_facts(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

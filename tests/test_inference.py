@@ -432,6 +432,30 @@ def test_sigkill_mid_batch_then_resume_loses_and_duplicates_nothing(tmp_path: Pa
     assert not list(out.glob(".*.tmp"))
 
 
+def test_a_results_folder_inside_the_input_folder_is_not_read_back_as_input(tmp_path: Path) -> None:
+    """``calcdx predict study/ --out study/results``, run again after a study's JSON is gone: the study is
+    redone with its own SR and overlays beside its image, and they are passed over, not failed files."""
+    src = tmp_path / "study"
+    src.mkdir()
+    for name in ("img000004.dcm", "img000010.dcm"):
+        shutil.copy(EXAMPLES / name, src / name)
+    out = src / "results"
+    command = [CALCDX, "predict", str(src), "--out", str(out), "--no-progress"]
+    first = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    assert first.returncode == 0, first.stderr
+    written = sorted(out.glob("*.dcm"))
+    assert any(p.name.endswith("_sr.dcm") for p in written) and any("_overlay" in p.name for p in written)
+    redo = sorted(out.glob("*.json"))[0]
+    redo.unlink()
+    again = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0, again.stderr
+    assert "1 studies analysed (1 already done)" in again.stderr and ", 0 failed files" in again.stderr
+    assert f"passed over {len(written)} SR and overlay file(s) that calcdx wrote" in again.stderr
+    assert list(csv.DictReader((out / "failures.csv").open())) == []
+    result = json.loads(redo.read_text())
+    assert result["refused"] == [] and [Path(im["source"]).parent for im in result["images"]] == [src]
+
+
 @pytest.mark.slow
 def test_rank_sharded_run_merges_to_the_single_process_result(tmp_path: Path) -> None:
     src = tmp_path / "in"

@@ -81,8 +81,9 @@ def describe_paths(paths: list[str], *, default_spacing_mm: float | None = None,
                    voi: str | int = "first") -> list[dict[str, Any]]:
     """One record per file/frame: accepted with its facts, or refused with code and reason.
 
-    Records follow discovery order: studies (series and instances ordered), then the
-    paths discovery skipped (not DICOM, missing, outside a DICOMDIR's root).
+    Records follow discovery order: studies (series and instances ordered), then calcdx's own SRs and
+    overlays (refused as not radiographs), then the paths discovery skipped (not DICOM, missing, outside a
+    DICOMDIR's root).
     """
     from pydicom.uid import UID
 
@@ -123,6 +124,10 @@ def describe_paths(paths: list[str], *, default_spacing_mm: float | None = None,
                     "presentation_intent": r.presentation_intent,
                     "applied": list(r.applied),
                 })
+    for path in found.own_outputs:
+        records.append({"status": "refused", "frame": None, **_header_facts(str(path)), "code": "E_NOT_RADIOGRAPH",
+                        "reason": "an SR or overlay that calcdx wrote: calcdx predict passes it over",
+                        "path": str(path)})
     for path, error in found.skipped:
         records.append({"status": "refused", "frame": None, **error.as_dict(), "path": str(path)})
     return records
