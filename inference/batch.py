@@ -36,7 +36,7 @@ from torch.utils.data import DataLoader, Dataset
 from calcdx.datasets.discovery import Instance, Study, discover
 from calcdx.datasets.radiograph import Radiograph
 from calcdx.datasets.reader import read_radiographs
-from calcdx.errors import CalcdxError
+from calcdx.errors import CalcdxError, ConfigError
 from calcdx.inference.followup import StudyDeposits, compare_studies, study_deposits, write_followup
 from calcdx.inference.overlay import RenderedOverlay, render
 from calcdx.inference.predictor import HEAD_NAMES, ImageResult, Predictor, preprocessing_percentiles
@@ -415,6 +415,8 @@ def _run_batch(paths: Sequence[str | Path], out_dir: str | Path, predictor: Pred
                context: Any, write_sr: bool, write_overlays: bool, default_spacing_mm: float | None,
                progress: bool, model_in_workers: bool = False) -> BatchReport:
     out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"the output folder {out} is a file: name a folder (created if missing)")
     out.mkdir(parents=True, exist_ok=True)
     rank, world = _rank_world()
     started = time.perf_counter()

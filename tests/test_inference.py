@@ -67,6 +67,19 @@ def test_bad_files_are_listed_and_do_not_stop_the_batch(batch: Path) -> None:
     assert len(studies) >= 3
 
 
+def test_an_output_folder_that_is_a_file_is_a_clear_error_not_a_traceback(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    taken = tmp_path / "results"
+    taken.write_text("a file, not a folder")
+    assert main(["predict", str(EXAMPLES / "img000004.dcm"), "--out", str(taken), "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert f"the output folder {taken} is a file" in err and "Traceback" not in err
+    # any command: what the file system refuses is named with its path (here the simulator's folder)
+    assert main(["simulate", "--n", "1", "--out", str(taken)]) == 2
+    err = capsys.readouterr().err
+    assert err.strip() == f"calcdx simulate: error: File exists: {taken}"
+
+
 def test_study_json_follows_the_shipped_schema(batch: Path) -> None:
     for path in batch.glob("*.json"):
         data = json.loads(path.read_text())

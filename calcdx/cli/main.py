@@ -96,3 +96,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("calcdx: interrupted", file=sys.stderr)
         return 130
+    except OSError as exc:  # the file system refused (an output folder that is a file, no space, no right)
+        logging.getLogger("calcdx").debug("%s", exc, exc_info=exc)
+        where = " -> ".join(str(name) for name in (exc.filename, exc.filename2) if name is not None)
+        print(f"calcdx {args.command}: error: {exc.strerror or exc}" + (f": {where}" if where else ""),
+              file=sys.stderr)
+        return 2
