@@ -131,6 +131,46 @@ def test_storescu_in_sr_and_overlay_back_out(peers: dict) -> None:
     assert dciodvfy_errors(srs[0]) == []
 
 
+def test_a_late_image_joins_its_study_and_calcdx_results_sent_back_are_passed_over(peers: dict) -> None:
+    """A PACS that routes a whole study sends calcdx's own SR and overlay back: they are accepted and not
+    analysed (before, they made an empty batch whose JSON replaced the study's).  An image that arrives after
+    its study was analysed is analysed with the images before it: one JSON and a new SR for all of them."""
+    first = EXAMPLES / "img000010.dcm"
+    source = pydicom.dcmread(first, stop_before_pixels=True)
+    late = pydicom.dcmread(EXAMPLES / "img000004.dcm")
+    for keyword in ("StudyInstanceUID", "PatientID", "PatientName", "StudyDate", "AccessionNumber"):
+        setattr(late, keyword, source.get(keyword))
+    late.SOPInstanceUID = late.file_meta.MediaStorageSOPInstanceUID = pydicom.uid.generate_uid()
+    late_path = peers["tmp"] / "late.dcm"
+    late.save_as(late_path, enforce_file_format=True)
+    study_json = peers["tmp"] / "out" / source.StudyInstanceUID / f"{source.StudyInstanceUID}.json"
+
+    assert _storescu(peers["node_port"], [first]).returncode == 0
+    (sr,) = _wait_for(peers["received"], "SR*", 1)
+    outputs = [sr, *_wait_for(peers["received"], "SC*", 1)]
+    _wait_for(study_json.parent, study_json.name, 1)
+    analysed = study_json.read_text()
+    echoed = subprocess.run([require_tool("storescu"), "-R", "-aet", "SENDER", "-aec", "CALCDX", "127.0.0.1",
+                             str(peers["node_port"]), *map(str, outputs)], capture_output=True, text=True, timeout=120)
+    assert echoed.returncode == 0, echoed.stderr  # accepted: a PACS must not queue retries for them
+    time.sleep(4)  # more than the idle time and an analysis
+    assert study_json.read_text() == analysed
+    assert not list((peers["tmp"] / "spool" / "incoming").iterdir())
+    assert len(list(peers["received"].glob("SR*"))) == 1
+
+    assert _storescu(peers["node_port"], [late_path]).returncode == 0
+    srs = _wait_for(peers["received"], "SR*", 2)
+    deadline = time.time() + 60
+    while time.time() < deadline and study_json.read_text() == analysed:
+        time.sleep(0.5)
+    images = {im["sop_instance_uid"] for im in json.loads(study_json.read_text())["images"]}
+    assert images == {source.SOPInstanceUID, late.SOPInstanceUID}
+    newest = hd.sr.srread(next(p for p in srs if p != sr))
+    evidence = {i.ReferencedSOPInstanceUID for s in newest.CurrentRequestedProcedureEvidenceSequence
+                for se in s.ReferencedSeriesSequence for i in se.ReferencedSOPSequence}
+    assert evidence == images
+
+
 def test_tls_with_a_client_certificate_is_accepted_and_without_one_refused(tls_peers: dict) -> None:
     certs, port = tls_peers["certs"], str(tls_peers["node_port"])
     storescu = [require_tool("storescu"), "-xv", "-aet", "SENDER", "-aec", "CALCDX"]

@@ -17,6 +17,7 @@ from typing import Any
 from pynetdicom import AE, ALL_TRANSFER_SYNTAXES, AllStoragePresentationContexts, evt
 from pynetdicom.sop_class import Verification
 
+from calcdx.datasets.discovery import is_own_output
 from calcdx.errors import ConfigError
 from calcdx.inference.pacs.config import NodeConfig, Peer
 from calcdx.inference.pacs.spool import Spool
@@ -63,6 +64,9 @@ class DicomNode:
         self.worker = StudyWorker(config, self.spool, lambda: self.predictor)
         self.received = 0
         self.refused = 0
+        self.own_outputs = 0
+        """calcdx's own SRs and overlays received (accepted, not spooled: analysing them would only replace the
+        study's results with an empty batch)."""
 
     # ---------------------------------------------------------------- receiving
     def _on_store(self, event: Any) -> int:
@@ -75,6 +79,11 @@ class DicomNode:
         try:
             ds = event.dataset
             ds.file_meta = event.file_meta
+            if is_own_output(ds):  # calcdx's own SR or overlay sent back (a PACS routing the whole study)
+                self.own_outputs += 1
+                logger.info("passed over an SR or overlay that calcdx wrote (study %s): nothing to analyse",
+                            uid_hash(str(ds.get("StudyInstanceUID", ""))))
+                return STATUS_SUCCESS
             self.spool.store(ds)
         except Exception as exc:  # report failure to the sender; never crash the server thread
             logger.error("could not spool an instance: %s: %s", type(exc).__name__, exc)

@@ -11,7 +11,8 @@ The state is the directory a study sits in, so it survives SIGKILL and restarts:
 that a crash left in ``processing/`` without ``.sent`` is analysed again on restart (the SR
 and overlay UIDs are deterministic, so a PACS that receives them twice keeps one copy); one
 with ``.sent`` is only moved to ``done/``.  Instances that arrive for a study being processed
-or already done start a new ``incoming/`` entry and are analysed as a new batch.
+or already done start a new ``incoming/`` entry and are analysed as a new batch, together with the
+instances of the earlier batches (``Spool.earlier_instances``), so the study's results cover them all.
 """
 
 from __future__ import annotations
@@ -141,6 +142,15 @@ class Spool:
             fh.flush()
             os.fsync(fh.fileno())
         _fsync_dir(folder)
+
+    def earlier_instances(self, folder: Path) -> list[Path]:
+        """The instances of earlier batches of a claimed study (in ``done/``) that this batch does not hold
+        again: a late image is analysed with them, so the study's results cover every image received."""
+        done = self.root / "done" / folder.name
+        if not done.is_dir():
+            return []
+        again = {f.name for f in folder.glob("*.dcm")}
+        return sorted(f for f in done.glob("*.dcm") if f.name not in again)
 
     def finish(self, folder: Path) -> Path:
         """Move a processed study to ``done/`` (merging with an earlier batch of the same study)."""

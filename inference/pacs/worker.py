@@ -132,8 +132,10 @@ class StudyWorker:
                 out = Path(self.config.out_dir) / folder.name
                 # one folder per study, one follow-up history for the node: a patient's later study is
                 # compared with the prior the node analysed before it
-                result = analyze_study(sorted(folder.glob("*.dcm")), self._predictor(), out,
-                                       history_dir=self.config.out_dir)
+                # a late image: the study is analysed again with what arrived before, so its JSON, SR and
+                # follow-up entry cover every image, never only the latest batch
+                paths = sorted([*folder.glob("*.dcm"), *self.spool.earlier_instances(folder)], key=lambda p: p.name)
+                result = analyze_study(paths, self._predictor(), out, history_dir=self.config.out_dir)
                 outputs = [p for p in (result.sr_path, *result.overlay_scs) if p is not None]
                 if self.config.destination:
                     send_results(outputs, self.config.destination, calling_aet=self.config.ae_title,
