@@ -67,14 +67,14 @@ def sr_content(path: Path) -> dict[str, Any]:
     }
 
 
-def result_jsons(root: Path) -> dict[str, dict[str, Any]]:
-    """calcdx result JSONs found under ``root``: {StudyInstanceUID: result}."""
-    out = {}
-    for path in root.rglob("*.json"):
+def result_jsons(root: Path) -> list[dict[str, Any]]:
+    """Every calcdx result JSON found under ``root`` (one study may have several: one per job)."""
+    out = []
+    for path in sorted(root.rglob("*.json")):
         try:
             data = json.loads(path.read_text())
         except (OSError, ValueError):
             continue
         if isinstance(data, dict) and "study_instance_uid" in data and "images" in data:
-            out[data["study_instance_uid"]] = data
+            out.append(data)
     return out

@@ -1,13 +1,15 @@
 """Driver for the Orthanc round trips, run inside a private network namespace (only loopback).
 
-    unshare --net sh -c 'ip link set lo up && python -m tests.pacs_orthanc_scenario MODE OUT_JSON FILE...'
+    unshare --net sh -c 'ip link set lo up && python -m tests.pacs_orthanc_scenario MODE OUT_JSON FILE... [--late FILE]'
 
 MODE ``lua``: Orthanc's Lua script routes the stable study to ``calcdx serve dicom``, which
 C-STOREs the SR and overlays back.  MODE ``python``: the orthanc-python script asks
 ``calcdx serve web`` to analyse the study by reference (QIDO/WADO-RS from Orthanc's DICOMweb
 plugin, STOW-RS back).  Starts Orthanc (Debian package, generated config), the calcdx side,
 sends FILEs with dcmtk's storescu (``-xv``: JPEG 2000 offered), waits until Orthanc holds the SR
-and the overlays in the same study, and writes what it saw as JSON.  Everything it starts, it stops.
+and the overlays in the same study, and writes what it saw as JSON.  With ``--late FILE`` (an image of one
+of the studies), FILE is sent once those results are back: the study must be analysed again, with every
+image.  Everything it starts, it stops.
 """
 
 from __future__ import annotations
@@ -26,8 +28,20 @@ from calcdx.inference.pacs.orthanc import LocalOrthanc
 from tests.pacs_fixtures import result_jsons, sr_content
 
 
+def _count_srs(orthanc: LocalOrthanc) -> dict[str, int]:
+    """SR instances per StudyInstanceUID in Orthanc."""
+    counts: dict[str, int] = {}
+    for uid, study in orthanc.study_modalities().items():
+        for inst in orthanc.get(f"/studies/{study['id']}/instances"):
+            if orthanc.get(f"/instances/{inst['ID']}/simplified-tags").get("Modality") == "SR":
+                counts[uid] = counts.get(uid, 0) + 1
+    return counts
+
+
 def main() -> int:
-    mode, out_json, sources = sys.argv[1], Path(sys.argv[2]), [Path(p) for p in sys.argv[3:]]
+    mode, out_json, rest = sys.argv[1], Path(sys.argv[2]), sys.argv[3:]
+    late = [Path(p) for p in rest[rest.index("--late") + 1:]] if "--late" in rest else []
+    sources = [Path(p) for p in rest[:rest.index("--late")]] if late else [Path(p) for p in rest]
     work = Path(tempfile.mkdtemp(prefix="calcdx-orthanc-"))
     report: dict[str, object] = {"ok": False, "mode": mode}
     try:
@@ -47,6 +61,15 @@ def main() -> int:
                 time.sleep(0.5)
             report.update(seconds=time.time() - started, studies=studies, expected_studies=sorted(expected))
             time.sleep(2 * orthanc.stable_age + 1)  # results make the study stable again: must not loop
+            report["srs_before_late"] = _count_srs(orthanc)
+            if late:
+                report["late_storescu_rc"] = orthanc.storescu(late).returncode
+                late_study = str(pydicom.dcmread(late[0], stop_before_pixels=True).StudyInstanceUID)
+                before = report["srs_before_late"].get(late_study, 0)
+                deadline = time.time() + 240
+                while time.time() < deadline and _count_srs(orthanc).get(late_study, 0) <= before:
+                    time.sleep(0.5)
+                time.sleep(2 * orthanc.stable_age + 1)  # and again: no loop
             srs, overlays = [], []
             for uid, study in orthanc.study_modalities().items():
                 for inst in orthanc.get(f"/studies/{study['id']}/instances"):
@@ -66,12 +89,12 @@ def main() -> int:
                                          "dciodvfy_errors": errors})
             report["srs"] = srs
             report["overlays"] = overlays
-            report["results"] = {uid: {"findings": sum(len(i["findings"]) for i in r["images"]),
-                                       "codes": sorted(f.get("code", f.get("pattern", "")) for i in r["images"]
-                                                       for f in i["findings"])}
-                                 for uid, r in result_jsons(work).items()}
+            report["results"] = [{"study": r["study_instance_uid"],
+                                  "images": sorted(i["sop_instance_uid"] for i in r["images"]),
+                                  "findings": sum(len(i["findings"]) for i in r["images"])}
+                                 for r in result_jsons(work)]
             report["sources"] = sorted(str(pydicom.dcmread(p, stop_before_pixels=True).SOPInstanceUID)
-                                       for p in sources)
+                                       for p in [*sources, *late])
             report["ok"] = True
     except Exception as exc:
         report["exception"] = f"{type(exc).__name__}: {exc}"

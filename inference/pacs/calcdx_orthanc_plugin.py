@@ -18,7 +18,8 @@ Orthanc configuration::
         "TokenFile": "/etc/orthanc/calcdx.token",     # the service's bearer token (or "Token")
         "DicomWebUrl": "http://127.0.0.1:8042/dicom-web",  # Orthanc's DICOMweb root, as calcdx reaches it
         "Modalities": ["CR", "DX"]
-    }
+    },
+    "UserMetadata": {"CalcdxRadiographs": 4201}
 
 ``calcdx serve orthanc-config --mode python`` writes this configuration and script.
 """
@@ -31,6 +32,7 @@ import urllib.request
 import orthanc  # provided by Orthanc's Python plugin
 
 DEFAULT_MODALITIES = ("CR", "DX")
+METADATA = "CalcdxRadiographs"  # declared in the configuration's "UserMetadata"
 ATTEMPTS = 4
 
 
@@ -45,23 +47,35 @@ def _token(settings):
     return settings.get("Token", "")
 
 
-def _should_analyse(study_id, modalities):
-    """True when the study holds a radiograph series and no calcdx result yet."""
+def _radiographs_to_analyse(study_id, modalities):
+    """How many radiograph instances the study holds, when calcdx has not yet analysed that many (else None).
+
+    The study's metadata ``CalcdxRadiographs`` keeps the count submitted last: an image that arrives after the
+    analysis makes the study be submitted again (calcdx pulls every radiograph series, so the new results
+    cover all of them); calcdx's own results, stored back into the study, make it change (and become stable)
+    once more but add no radiograph, so they never trigger a second analysis."""
     series = json.loads(orthanc.RestApiGet(f"/studies/{study_id}/series"))
-    found = False
+    count, has_results = 0, False
     for s in series:
         tags = s.get("MainDicomTags", {})
         if "calcdx" in (tags.get("SeriesDescription") or ""):
-            return False  # our own results made the study change (and become stable) again
+            has_results = True
         if tags.get("Modality") in modalities:
-            found = True
-    return found
+            count += len(s.get("Instances", []))
+    try:
+        before = int(orthanc.RestApiGet(f"/studies/{study_id}/metadata/{METADATA}"))
+    except Exception:  # never submitted (404), or not a number
+        before = count if has_results else None  # analysed before the count was kept: leave it
+    if count == 0 or (before is not None and count <= before):
+        return None
+    return count
 
 
 def _submit(study_id):
     try:
         settings = _settings()
-        if not _should_analyse(study_id, tuple(settings.get("Modalities", DEFAULT_MODALITIES))):
+        count = _radiographs_to_analyse(study_id, tuple(settings.get("Modalities", DEFAULT_MODALITIES)))
+        if count is None:
             return
         study = json.loads(orthanc.RestApiGet(f"/studies/{study_id}"))
         body = json.dumps({"dicomweb_url": settings["DicomWebUrl"],
@@ -78,7 +92,8 @@ def _submit(study_id):
         try:
             with urllib.request.urlopen(request, timeout=30) as response:
                 job = json.loads(response.read())
-            orthanc.LogWarning(f"calcdx: study {study_id} submitted, job {job.get('id')}")
+            orthanc.LogWarning(f"calcdx: study {study_id} submitted ({count} radiographs), job {job.get('id')}")
+            orthanc.RestApiPut(f"/studies/{study_id}/metadata/{METADATA}", str(count))
             return
         except Exception as exc:
             orthanc.LogWarning(f"calcdx: submitting study {study_id} failed ({exc}), attempt {attempt}")

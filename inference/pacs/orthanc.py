@@ -37,6 +37,9 @@ DICOMWEB_PLUGIN = f"{PLUGIN_DIR}/libOrthancDicomWeb.so"
 LUA_SCRIPT = "orthanc_route.lua"
 PYTHON_SCRIPT = "calcdx_orthanc_plugin.py"
 MODES = ("lua", "python")
+ROUTED_METADATA = "CalcdxRadiographs"
+ROUTED_METADATA_INDEX = 4201
+"""Orthanc user metadata (index 1024-65535) in which both scripts keep the radiographs sent per study."""
 
 
 def wait_port(port: int, timeout: float = 180) -> None:
@@ -71,6 +74,8 @@ def orthanc_config(mode: str, folder: Path, *, http_port: int = 8042, dicom_port
     config: dict[str, Any] = json.loads(template)
     storage = storage or "/var/lib/orthanc/db"
     config.update(StorageDirectory=storage, IndexDirectory=storage, StableAge=stable_age)
+    # how many radiographs of a study were sent to calcdx: a late image sends the study again (the scripts)
+    config["UserMetadata"] = {ROUTED_METADATA: ROUTED_METADATA_INDEX}
     config["DicomModalities"] = {"calcdx": [calcdx_aet, calcdx_host, calcdx_port]}
     if mode == "lua":
         config.update(Plugins=[GDCM_PLUGIN], LuaScripts=[str(folder / LUA_SCRIPT)])
