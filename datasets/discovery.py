@@ -3,7 +3,8 @@
 Only headers are read (no pixel data).  Files that are not DICOM, or DICOMDIR entries
 pointing outside the DICOMDIR's root, are skipped and reported with their error; calcdx's own
 SRs and overlay Secondary Captures (a results folder inside a folder it reads, or a study
-fetched back from a PACS with them) are passed over and counted; the
+fetched back from a PACS with them), and every further copy of an instance (a SOP Instance UID
+found before), are passed over and counted; the
 rest is grouped by StudyInstanceUID, with series and instances in a stable order
 (SeriesNumber, InstanceNumber, then path).  Each study keeps its Patient ID and date, so a
 batch can put a patient's studies in date order (a follow-up is compared with its prior).
@@ -70,6 +71,9 @@ class DiscoveryResult:
     skipped: list[tuple[Path, CalcdxError]]
     own_outputs: list[Path] = field(default_factory=list)
     """calcdx's own SRs and overlays found among the inputs, passed over (``is_own_output``)."""
+    duplicates: list[tuple[Path, Path]] = field(default_factory=list)
+    """(copy, file kept): files whose SOP Instance UID an earlier file has, passed over so that an instance
+    is analysed once (its findings would count twice in the study's differential and SR)."""
 
     @property
     def n_instances(self) -> int:
@@ -186,7 +190,9 @@ def discover(paths: Sequence[str | os.PathLike[str]]) -> DiscoveryResult:
     """
     skipped: list[tuple[Path, CalcdxError]] = []
     own_outputs: list[Path] = []
+    duplicates: list[tuple[Path, Path]] = []
     seen: set[Path] = set()
+    first_file: dict[str, Path] = {}  # SOP Instance UID -> the file found first
     studies: dict[str, Study] = {}
     for path in _expand(paths, skipped):
         key = path.resolve()
@@ -205,6 +211,12 @@ def discover(paths: Sequence[str | os.PathLike[str]]) -> DiscoveryResult:
         if is_own_output(ds):
             own_outputs.append(path)
             continue
+        sop_uid = str(ds.get("SOPInstanceUID", "") or "")
+        if sop_uid in first_file:
+            duplicates.append((path, first_file[sop_uid]))
+            continue
+        if sop_uid:
+            first_file[sop_uid] = path
         study_uid = str(ds.get("StudyInstanceUID", "") or "") or f"no-study-uid:{path.parent}"
         study = studies.get(study_uid)
         if study is None:
@@ -213,7 +225,7 @@ def discover(paths: Sequence[str | os.PathLike[str]]) -> DiscoveryResult:
         study.instances.append(
             Instance(
                 path=path,
-                sop_instance_uid=str(ds.get("SOPInstanceUID", "") or ""),
+                sop_instance_uid=sop_uid,
                 series_instance_uid=str(ds.get("SeriesInstanceUID", "") or ""),
                 series_number=_int(ds.get("SeriesNumber")),
                 instance_number=_int(ds.get("InstanceNumber")),
@@ -226,7 +238,10 @@ def discover(paths: Sequence[str | os.PathLike[str]]) -> DiscoveryResult:
         logger.info("discovery skipped %d path(s)", len(skipped))
     if own_outputs:
         logger.info("discovery passed over %d SR and overlay file(s) that calcdx wrote", len(own_outputs))
-    return DiscoveryResult(studies=list(studies.values()), skipped=skipped, own_outputs=own_outputs)
+    for copy, kept in duplicates:
+        logger.info("%s: the same SOP Instance UID as %s; passed over", copy, kept)
+    return DiscoveryResult(studies=list(studies.values()), skipped=skipped, own_outputs=own_outputs,
+                           duplicates=duplicates)
 
 
 def is_own_output(ds: Dataset) -> bool:

@@ -61,6 +61,8 @@ class BatchReport:
     n_failures: int = 0
     n_own_outputs: int = 0
     """calcdx's own SRs and overlays found among the inputs and passed over (no failure)."""
+    n_duplicates: int = 0
+    """Further copies of an instance (a SOP Instance UID already found) passed over (no failure)."""
     seconds: float = 0.0
     failures: list[dict[str, Any]] = field(default_factory=list)
 
@@ -421,7 +423,7 @@ def _run_batch(paths: Sequence[str | Path], out_dir: str | Path, predictor: Pred
     rank, world = _rank_world()
     started = time.perf_counter()
     found = discover(paths)
-    report = BatchReport(n_own_outputs=len(found.own_outputs))
+    report = BatchReport(n_own_outputs=len(found.own_outputs), n_duplicates=len(found.duplicates))
     failures_file = out / f"failures-rank{rank}.csv"
     failures = _read_failures(failures_file)
     for path, error in found.skipped:

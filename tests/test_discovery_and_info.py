@@ -173,6 +173,28 @@ def test_calcdx_own_sr_and_overlays_are_passed_over_and_counted(tmp_path: Path,
     assert "calcdx wrote" in record["reason"]
 
 
+def test_a_second_copy_of_an_instance_is_passed_over_and_named(tmp_path: Path,
+                                                              capsys: pytest.CaptureFixture[str]) -> None:
+    """The same SOP Instance UID in two files (a folder holding copies): the first found is the instance, the
+    other is passed over (analysed twice, its findings would count twice in the study); ``calcdx info`` still
+    reads it and names the file it duplicates.  Files without a SOP Instance UID are never taken for copies."""
+    kept = _study(tmp_path / "a", 1, generate_uid())[0]
+    copy = tmp_path / "b" / "copy.dcm"
+    copy.parent.mkdir()
+    copy.write_bytes(kept.read_bytes())
+    found = discover([tmp_path])
+    assert found.duplicates == [(copy, kept)] and found.n_instances == 1 and found.skipped == []
+    assert main(["info", str(tmp_path), "--json"]) == 0
+    records = json.loads(capsys.readouterr().out)["files"]
+    assert [(r["path"], r["status"], r.get("duplicate_of")) for r in records] == [
+        (str(kept), "accepted", None), (str(copy), "accepted", str(kept))]
+    for path in (kept, copy):
+        ds = pydicom.dcmread(path)
+        del ds.SOPInstanceUID
+        ds.save_as(path)
+    assert discover([tmp_path]).n_instances == 2
+
+
 def test_info_json_reports_refusals_with_header_facts(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     junk = tmp_path / "junk.dcm"
     junk.write_bytes(b"not dicom at all")

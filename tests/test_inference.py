@@ -469,6 +469,24 @@ def test_a_results_folder_inside_the_input_folder_is_not_read_back_as_input(tmp_
     assert result["refused"] == [] and [Path(im["source"]).parent for im in result["images"]] == [src]
 
 
+def test_a_copy_of_an_image_in_another_folder_is_analysed_once(tmp_path: Path) -> None:
+    """Before, both copies were analysed: the study's JSON listed the image twice and summary.csv, the SR and
+    the differential counted its findings twice."""
+    src = tmp_path / "in"
+    (src / "export").mkdir(parents=True)
+    shutil.copy(EXAMPLES / "img000004.dcm", src / "img000004.dcm")
+    shutil.copy(EXAMPLES / "img000004.dcm", src / "export" / "IM0001")
+    out = tmp_path / "out"
+    result = subprocess.run([CALCDX, "predict", str(src), "--out", str(out), "--no-progress", "--no-sr",
+                             "--no-overlay"], capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr
+    assert "passed over 1 further copy of instances found before" in result.stderr
+    (study,) = [json.loads(p.read_text()) for p in out.glob("*.json")]
+    assert len(study["images"]) == 1 and study["images"][0]["findings"]
+    rows = list(csv.DictReader((out / "summary.csv").open()))
+    assert len(rows) == len(study["images"][0]["findings"])
+
+
 @pytest.mark.slow
 def test_rank_sharded_run_merges_to_the_single_process_result(tmp_path: Path) -> None:
     src = tmp_path / "in"

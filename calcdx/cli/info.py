@@ -81,7 +81,8 @@ def describe_paths(paths: list[str], *, default_spacing_mm: float | None = None,
                    voi: str | int = "first") -> list[dict[str, Any]]:
     """One record per file/frame: accepted with its facts, or refused with code and reason.
 
-    Records follow discovery order: studies (series and instances ordered), then calcdx's own SRs and
+    Records follow discovery order: studies (series and instances ordered), then the further copies of an
+    instance (``duplicate_of`` names the file ``calcdx predict`` analyses instead), calcdx's own SRs and
     overlays (refused as not radiographs), then the paths discovery skipped (not DICOM, missing, outside a
     DICOMDIR's root).
     """
@@ -93,37 +94,38 @@ def describe_paths(paths: list[str], *, default_spacing_mm: float | None = None,
 
     found = discover(paths)
     records: list[dict[str, Any]] = []
-    for study in found.studies:
-        for instance in study.instances:
-            try:
-                frames = read_radiographs(instance.path, default_spacing_mm=default_spacing_mm, voi=voi)
-            except CalcdxError as error:
-                records.append({"status": "refused", "frame": None, **_header_facts(str(instance.path)),
-                                **error.as_dict(), "path": str(instance.path)})
-                continue
-            for r in frames:
-                records.append({
-                    "path": str(instance.path),
-                    "status": "accepted",
-                    "frame": r.frame_index,
-                    "study_uid": r.study_instance_uid,
-                    "sop_instance_uid": r.sop_instance_uid,
-                    "modality": r.modality,
-                    "sop_class": UID(r.sop_class_uid).name if r.sop_class_uid else None,
-                    "transfer_syntax": UID(r.transfer_syntax_uid).name if r.transfer_syntax_uid else None,
-                    "decoder": decoder_of(r),
-                    "photometric": r.photometric_interpretation,
-                    "bits_stored": r.bits_stored,
-                    "rows": r.shape[0],
-                    "columns": r.shape[1],
-                    "pixel_spacing_mm": list(r.pixel_spacing_mm),
-                    "spacing_source": r.spacing_source.value,
-                    "body_part": r.body_part,
-                    "view": r.view_position,
-                    "laterality": r.laterality,
-                    "presentation_intent": r.presentation_intent,
-                    "applied": list(r.applied),
-                })
+    copies = [(copy, {"duplicate_of": str(kept)}) for copy, kept in found.duplicates]
+    for path, extra in [*((i.path, {}) for study in found.studies for i in study.instances), *copies]:
+        try:
+            frames = read_radiographs(path, default_spacing_mm=default_spacing_mm, voi=voi)
+        except CalcdxError as error:
+            records.append({"status": "refused", "frame": None, **_header_facts(str(path)),
+                            **error.as_dict(), "path": str(path), **extra})
+            continue
+        for r in frames:
+            records.append({
+                "path": str(path),
+                "status": "accepted",
+                "frame": r.frame_index,
+                "study_uid": r.study_instance_uid,
+                "sop_instance_uid": r.sop_instance_uid,
+                "modality": r.modality,
+                "sop_class": UID(r.sop_class_uid).name if r.sop_class_uid else None,
+                "transfer_syntax": UID(r.transfer_syntax_uid).name if r.transfer_syntax_uid else None,
+                "decoder": decoder_of(r),
+                "photometric": r.photometric_interpretation,
+                "bits_stored": r.bits_stored,
+                "rows": r.shape[0],
+                "columns": r.shape[1],
+                "pixel_spacing_mm": list(r.pixel_spacing_mm),
+                "spacing_source": r.spacing_source.value,
+                "body_part": r.body_part,
+                "view": r.view_position,
+                "laterality": r.laterality,
+                "presentation_intent": r.presentation_intent,
+                "applied": list(r.applied),
+                **extra,
+            })
     for path in found.own_outputs:
         records.append({"status": "refused", "frame": None, **_header_facts(str(path)), "code": "E_NOT_RADIOGRAPH",
                         "reason": "an SR or overlay that calcdx wrote: calcdx predict passes it over",

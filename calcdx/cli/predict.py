@@ -61,6 +61,9 @@ def run(args: argparse.Namespace) -> int:
           f"images ({report.n_not_analyzed} not analysed: out of distribution; {report.n_low_confidence} low "
           f"confidence: unusual for the training data), {report.n_failures} failed files; "
           f"{report.images_per_second:.2f} images/s; results in {args.out}", file=sys.stderr)
+    if report.n_duplicates:
+        print(f"  passed over {report.n_duplicates} further cop{'y' if report.n_duplicates == 1 else 'ies'} of "
+              "instances found before (same SOP Instance UID; -v names them)", file=sys.stderr)
     if report.n_own_outputs:
         print(f"  passed over {report.n_own_outputs} SR and overlay file(s) that calcdx wrote (not radiographs)",
               file=sys.stderr)
