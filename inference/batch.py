@@ -7,7 +7,8 @@ most two studies are held, and on the CPU no image crosses to the main process (
 overlays' pictures).  Results are written per study, atomically, the study JSON last; a re-run skips every
 study whose JSON exists for the same model weights (sha256, the heads' weights and cards too) and redoes the
 rest, so a killed batch loses nothing and duplicates nothing.  Unreadable or refused files go to
-``failures.csv`` (code and reason) and never stop the batch.  Studies are analysed oldest first, so a
+``failures.csv`` (code and reason) and never stop the batch, not even one that kills the process decoding it
+(``calcdx.inference.stream``).  Studies are analysed oldest first, so a
 follow-up is written after its prior and carries the comparison in its JSON and SR.  Under ``torchrun`` (RANK
 / WORLD_SIZE set) studies are sharded by patient (every study of one patient on one rank); every rank writes
 its own study files and ``failures-rank<R>.csv``, and rank 0 merges ``summary.csv`` and ``failures.csv`` once
@@ -23,7 +24,7 @@ import logging
 import os
 import time
 import zlib
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -31,15 +32,16 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import Dataset
 
 from calcdx.datasets.discovery import Instance, Study, discover
 from calcdx.datasets.radiograph import Radiograph
 from calcdx.datasets.reader import read_radiographs
-from calcdx.errors import CalcdxError, ConfigError
+from calcdx.errors import CalcdxError, ConfigError, CorruptDicomError, ImageTooLargeError
 from calcdx.inference.followup import StudyDeposits, compare_studies, study_deposits, write_followup
 from calcdx.inference.overlay import RenderedOverlay, render
 from calcdx.inference.predictor import HEAD_NAMES, ImageResult, Predictor, preprocessing_percentiles
+from calcdx.inference.stream import WorkerDeathProof
 from calcdx.inference.study import atomic_write_text, finalize_study, safe_name
 from calcdx.models.apply import GridResult
 
@@ -195,8 +197,19 @@ def _picklable(exc: Exception) -> Exception:
         return RuntimeError(f"{type(exc).__name__}: {exc}")
 
 
-def _identity(batch: list[_Item]) -> list[_Item]:
-    return batch
+def _died_reading(dataset: _InstanceDataset) -> Callable[[int, str], _Item]:
+    """The failed item of a file whose reading process died, twice (``how``: the signal's name)."""
+    def failed(index: int, how: str) -> _Item:
+        instance, study_uid = dataset.items[index]
+        if how == "SIGKILL":
+            error: CalcdxError = ImageTooLargeError(
+                "the process reading it was killed (SIGKILL: usually the system out of memory), again when it "
+                "was read alone", path=instance.path)
+        else:
+            error = CorruptDicomError(f"the process reading it died ({how}: a decoder crashed on it), again when "
+                                      "it was read alone", path=instance.path)
+        return _Item(index, instance, study_uid, None, None, error.as_dict())
+    return failed
 
 
 def _weights_key(identity: dict[str, Any]) -> tuple[str | None, ...]:
@@ -437,9 +450,6 @@ def _run_batch(paths: Sequence[str | Path], out_dir: str | Path, predictor: Pred
                                preprocessing_percentiles(predictor.card.preprocessing), default_spacing_mm,
                                predictor.decode_spacing_mm,
                                predictor if model_in_workers else None, overlays=write_overlays)
-    loader = DataLoader(dataset, batch_size=1, shuffle=False, num_workers=max(0, workers),
-                        collate_fn=_identity, prefetch_factor=2 if workers > 0 else None,
-                        persistent_workers=False)
     counts = {s.study_uid: len(s.instances) for s in todo}
     pending: dict[str, list[_Item]] = {}
     bar = None
@@ -475,23 +485,24 @@ def _run_batch(paths: Sequence[str | Path], out_dir: str | Path, predictor: Pred
                             img_s=f"{report.n_images / max(time.perf_counter() - started, 1e-6):.2f}")
 
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="calcdx-study") as post, torch.inference_mode():
-        batches = iter(loader)  # the workers start
+        # the workers start; a file whose decoding process dies (a decoder crash, or the system out of
+        # memory) fails alone and the batch goes on (calcdx.inference.stream)
+        received = WorkerDeathProof(dataset, workers, _died_reading(dataset))
         _load_rules()
-        for batch in batches:
-            for item in (received.as_arrays() for received in batch):
-                pending.setdefault(item.study_uid, []).append(item)
-                if bar:
-                    bar.update(1)
-                if len(pending[item.study_uid]) == counts[item.study_uid]:
-                    study_items = pending.pop(item.study_uid)
-                    try:
-                        outputs = _forward(study_items, predictor)
-                    except Exception as exc:  # e.g. out of memory on one huge image
-                        outputs = exc
-                    collect()
-                    future = post.submit(_finish, item.study_uid, study_items, outputs, predictor, out,
-                                         context=context, write_sr=write_sr, write_overlays=write_overlays)
-                    in_flight = (item.study_uid, study_items, future)
+        for item in (one.as_arrays() for one in received):
+            pending.setdefault(item.study_uid, []).append(item)
+            if bar:
+                bar.update(1)
+            if len(pending[item.study_uid]) == counts[item.study_uid]:
+                study_items = pending.pop(item.study_uid)
+                try:
+                    outputs = _forward(study_items, predictor)
+                except Exception as exc:  # e.g. out of memory on one huge image
+                    outputs = exc
+                collect()
+                future = post.submit(_finish, item.study_uid, study_items, outputs, predictor, out,
+                                     context=context, write_sr=write_sr, write_overlays=write_overlays)
+                in_flight = (item.study_uid, study_items, future)
         collect()
     if bar:
         bar.close()

@@ -487,6 +487,43 @@ def test_a_copy_of_an_image_in_another_folder_is_analysed_once(tmp_path: Path) -
     assert len(rows) == len(study["images"][0]["findings"])
 
 
+def test_a_file_whose_decoding_process_dies_fails_alone_and_the_batch_goes_on(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A decoder that crashes on a file (SIGSEGV) or the system killing the process for memory (SIGKILL)
+    ended the whole batch: torch's DataLoader raises when a worker process dies.  Now the files the dead
+    process may have held are read again one by one, each in a process of its own: the file that kills it
+    again fails with the signal in its reason, every other file is analysed.  The workers are forked from
+    this process, so they read through the patched reader and really die."""
+    import calcdx.inference.batch as batch_module
+
+    src = tmp_path / "in"
+    src.mkdir()
+    names = sorted(p.name for p in EXAMPLES.glob("*.dcm"))[:8]
+    for name in names:
+        shutil.copy(EXAMPLES / name, src / name)
+    fatal = {names[2]: signal.SIGSEGV, names[6]: signal.SIGKILL}
+    real_read = batch_module.read_radiographs
+
+    def read(path: str | Path, **kwargs: object) -> list[Radiograph]:
+        if Path(path).name in fatal:
+            os.kill(os.getpid(), fatal[Path(path).name])
+        return real_read(path, **kwargs)
+
+    monkeypatch.setattr(batch_module, "read_radiographs", read)
+    report = batch_module.run_batch([src], tmp_path / "out", Predictor(), workers=2, write_sr=False,
+                                    write_overlays=False, progress=False)
+    assert report.n_images == len(names) - 2 and report.n_studies == len(names)
+    by_name = {Path(f["path"]).name: f for f in report.failures}
+    assert set(by_name) == set(fatal)
+    assert by_name[names[2]]["code"] == "E_CORRUPT" and "SIGSEGV" in by_name[names[2]]["reason"]
+    assert by_name[names[6]]["code"] == "E_TOO_LARGE" and "SIGKILL" in by_name[names[6]]["reason"]
+    rows = list(csv.DictReader((tmp_path / "out" / "failures.csv").open()))
+    assert sorted(Path(r["path"]).name for r in rows) == sorted(fatal)
+    analysed = {Path(im["source"]).name for p in (tmp_path / "out").glob("*.json")
+                for im in json.loads(p.read_text())["images"]}
+    assert analysed == set(names) - set(fatal)
+
+
 @pytest.mark.slow
 def test_rank_sharded_run_merges_to_the_single_process_result(tmp_path: Path) -> None:
     src = tmp_path / "in"

@@ -1,0 +1,123 @@
+"""A dataset's items from DataLoader worker processes, in order, that outlive a worker's death.
+
+A DataLoader ends the whole iteration when one of its worker processes dies: a decoder that crashes
+on a malformed file (SIGSEGV, SIGABRT), or the kernel killing the process for memory on a huge image
+(SIGKILL).  ``WorkerDeathProof`` then starts a new loader after the items delivered so far.  The
+files the dead process may have held (the next ``workers x prefetch`` in order) are first read one by
+one, each in a process of its own: the one whose process dies again becomes a failed item
+(``died(index, how)``), and every other file is analysed as usual.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import multiprocessing.connection
+import signal
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import torch
+import torch.multiprocessing
+from torch.utils.data import DataLoader, Dataset, Subset
+
+logger = logging.getLogger(__name__)
+
+PREFETCH_FACTOR = 2
+"""Items each worker process reads ahead: a dead process may have held this many."""
+WORKER_DIED = "DataLoader worker (pid"
+"""How torch's RuntimeError starts when a worker process dies ("exited unexpectedly", "killed by signal")."""
+
+
+def _as_list(batch: list[Any]) -> list[Any]:
+    return batch
+
+
+def how_it_ended(exitcode: int | None) -> str:
+    """A process's end in words: the signal's name (``SIGSEGV``) or ``exit code N``."""
+    if exitcode is not None and exitcode < 0:
+        try:
+            return signal.Signals(-exitcode).name
+        except ValueError:
+            return f"signal {-exitcode}"
+    return f"exit code {exitcode}"
+
+
+def _read_alone(dataset: Dataset, index: int, connection: multiprocessing.connection.Connection) -> None:
+    """Child process: send ``dataset[index]``, then stay until the parent has it (torch tensors travel as
+    file descriptors of shared memory, which this process serves)."""
+    torch.set_num_threads(1)  # as in a DataLoader worker
+    connection.send(dataset[index])
+    with contextlib.suppress(EOFError):
+        connection.recv()
+
+
+class WorkerDeathProof:
+    """Every item of ``dataset`` in index order, read by ``workers`` DataLoader processes (none: in this
+    process); the loader starts (and its workers read ahead) as soon as this object is made.
+
+    Args:
+        dataset: a map-style dataset whose ``__getitem__`` never raises for a bad file.
+        workers: DataLoader worker processes.
+        died: makes the item of a file whose reading process died twice (index, how it ended).
+    """
+
+    def __init__(self, dataset: Dataset, workers: int, died: Callable[[int, str], Any]) -> None:
+        self.dataset = dataset
+        self.workers = max(0, workers)
+        self.died = died
+        self.deaths = 0
+        """Worker processes that died while this stream read."""
+        self._remaining = list(range(len(dataset)))  # type: ignore[arg-type]
+        self._batches: Iterator[list[Any]] = iter(self._loader(self._remaining))
+
+    def _loader(self, indices: list[int]) -> DataLoader:
+        return DataLoader(Subset(self.dataset, indices), batch_size=1, shuffle=False, num_workers=self.workers,
+                          collate_fn=_as_list, prefetch_factor=PREFETCH_FACTOR if self.workers else None,
+                          persistent_workers=False)
+
+    def __iter__(self) -> Iterator[Any]:
+        while True:
+            delivered = 0
+            try:
+                for batch in self._batches:
+                    for item in batch:
+                        delivered += 1
+                        yield item
+                return
+            except RuntimeError as exc:
+                if not self.workers or not str(exc).startswith(WORKER_DIED):
+                    raise
+                self.deaths += 1
+                logger.warning("a decoding process died (%s); the files it may have held are read one by one", exc)
+            self._batches = iter(())  # the dead loader's other workers stop
+            remaining = self._remaining[delivered:]
+            held = self.workers * PREFETCH_FACTOR
+            for index in remaining[:held]:
+                yield self._alone(index)
+            self._remaining = remaining[held:]
+            if not self._remaining:
+                return
+            self._batches = iter(self._loader(self._remaining))
+
+    def _alone(self, index: int) -> Any:
+        """``dataset[index]`` read in a process of its own, or ``died(index, how)`` when that process dies."""
+        context = torch.multiprocessing.get_context("fork")
+        here, there = context.Pipe()
+        process = context.Process(target=_read_alone, args=(self.dataset, index, there), daemon=True)
+        process.start()
+        there.close()
+        item, received = None, False
+        try:
+            multiprocessing.connection.wait([here, process.sentinel])
+            if here.poll():
+                item, received = here.recv(), True
+                here.send(True)
+        except (EOFError, OSError):  # the process died before it sent anything
+            received = False
+        finally:
+            process.join()
+            here.close()
+        if received:
+            return item
+        return self.died(index, how_it_ended(process.exitcode))
