@@ -37,8 +37,9 @@ from torch.utils.data import Dataset
 from calcdx.datasets.discovery import Instance, Study, discover
 from calcdx.datasets.radiograph import Radiograph
 from calcdx.datasets.reader import read_radiographs
-from calcdx.errors import CalcdxError, ConfigError, CorruptDicomError, ImageTooLargeError
+from calcdx.errors import CalcdxError, ConfigError
 from calcdx.inference.followup import StudyDeposits, compare_studies, study_deposits, write_followup
+from calcdx.inference.isolation import death_error
 from calcdx.inference.overlay import RenderedOverlay, render
 from calcdx.inference.predictor import HEAD_NAMES, ImageResult, Predictor, preprocessing_percentiles
 from calcdx.inference.stream import WorkerDeathProof
@@ -201,13 +202,8 @@ def _died_reading(dataset: _InstanceDataset) -> Callable[[int, str], _Item]:
     """The failed item of a file whose reading process died, twice (``how``: the signal's name)."""
     def failed(index: int, how: str) -> _Item:
         instance, study_uid = dataset.items[index]
-        if how == "SIGKILL":
-            error: CalcdxError = ImageTooLargeError(
-                "the process reading it was killed (SIGKILL: usually the system out of memory), again when it "
-                "was read alone", path=instance.path)
-        else:
-            error = CorruptDicomError(f"the process reading it died ({how}: a decoder crashed on it), again when "
-                                      "it was read alone", path=instance.path)
+        error = death_error(instance.path, how)
+        error.reason += ", again when it was read alone"
         return _Item(index, instance, study_uid, None, None, error.as_dict())
     return failed
 

@@ -4,22 +4,19 @@ A DataLoader ends the whole iteration when one of its worker processes dies: a d
 on a malformed file (SIGSEGV, SIGABRT), or the kernel killing the process for memory on a huge image
 (SIGKILL).  ``WorkerDeathProof`` then starts a new loader after the items delivered so far.  The
 files the dead process may have held (the next ``workers x prefetch`` in order) are first read one by
-one, each in a process of its own: the one whose process dies again becomes a failed item
-(``died(index, how)``), and every other file is analysed as usual.
+one, each in a process of its own (``calcdx.inference.isolation.run_in_child``): the one whose process
+dies again becomes a failed item (``died(index, how)``), and every other file is analysed as usual.
 """
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import multiprocessing.connection
-import signal
 from collections.abc import Callable, Iterator
 from typing import Any
 
-import torch
-import torch.multiprocessing
 from torch.utils.data import DataLoader, Dataset, Subset
+
+from calcdx.inference.isolation import ProcessDiedError, run_in_child
 
 logger = logging.getLogger(__name__)
 
@@ -31,25 +28,6 @@ WORKER_DIED = "DataLoader worker (pid"
 
 def _as_list(batch: list[Any]) -> list[Any]:
     return batch
-
-
-def how_it_ended(exitcode: int | None) -> str:
-    """A process's end in words: the signal's name (``SIGSEGV``) or ``exit code N``."""
-    if exitcode is not None and exitcode < 0:
-        try:
-            return signal.Signals(-exitcode).name
-        except ValueError:
-            return f"signal {-exitcode}"
-    return f"exit code {exitcode}"
-
-
-def _read_alone(dataset: Dataset, index: int, connection: multiprocessing.connection.Connection) -> None:
-    """Child process: send ``dataset[index]``, then stay until the parent has it (torch tensors travel as
-    file descriptors of shared memory, which this process serves)."""
-    torch.set_num_threads(1)  # as in a DataLoader worker
-    connection.send(dataset[index])
-    with contextlib.suppress(EOFError):
-        connection.recv()
 
 
 class WorkerDeathProof:
@@ -102,22 +80,7 @@ class WorkerDeathProof:
 
     def _alone(self, index: int) -> Any:
         """``dataset[index]`` read in a process of its own, or ``died(index, how)`` when that process dies."""
-        context = torch.multiprocessing.get_context("fork")
-        here, there = context.Pipe()
-        process = context.Process(target=_read_alone, args=(self.dataset, index, there), daemon=True)
-        process.start()
-        there.close()
-        item, received = None, False
         try:
-            multiprocessing.connection.wait([here, process.sentinel])
-            if here.poll():
-                item, received = here.recv(), True
-                here.send(True)
-        except (EOFError, OSError):  # the process died before it sent anything
-            received = False
-        finally:
-            process.join()
-            here.close()
-        if received:
-            return item
-        return self.died(index, how_it_ended(process.exitcode))
+            return run_in_child(self.dataset.__getitem__, index)
+        except ProcessDiedError as death:
+            return self.died(index, death.how)

@@ -24,6 +24,7 @@ from calcdx.datasets.reader import header_only, read_radiographs
 from calcdx.errors import CalcdxError
 from calcdx.findings import Finding
 from calcdx.inference.followup import against_priors, append_to_index, read_index, study_deposits
+from calcdx.inference.isolation import ForkedRunner, ProcessDiedError, death_error
 from calcdx.inference.predictor import ImageResult, Predictor
 from calcdx.version import __version__
 
@@ -239,13 +240,20 @@ def finalize_study(study_uid: str, images: list[ImageResult], radiographs: dict[
     return written
 
 
+_READER = ForkedRunner()
+"""The process that decodes ``analyze_study``'s files, forked at its first file and again after one killed it."""
+
+
 def analyze_study(paths: Sequence[str | Path], predictor: Predictor, out_dir: str | Path, *, context: Any = None,
                   write_sr: bool = True, write_overlays: bool = True,
                   history_dir: str | Path | None = None) -> StudyResult:
     """Analyse the files of one study (used by the PACS front ends); ``history_dir`` as ``finalize_study``'s.
 
     Files that cannot be read are listed in ``result["refused"]`` and ``failures``; the
-    study is still reported.  Raises nothing for bad input files.
+    study is still reported.  Raises nothing for bad input files.  Each file is decoded in a forked
+    process (``_READER``, a ``calcdx.inference.isolation.ForkedRunner``): a decoder that crashes on a malformed
+    file, or the system killing the process for memory, refuses that file instead of ending the server
+    (which, restarted, would have met the same study again).
     """
     images: list[ImageResult] = []
     radiographs: dict[ImageKey, Radiograph] = {}
@@ -254,7 +262,10 @@ def analyze_study(paths: Sequence[str | Path], predictor: Predictor, out_dir: st
     study_uid = ""
     for path in paths:
         try:
-            frames = read_radiographs(path, coarsest_spacing_mm=predictor.decode_spacing_mm)
+            frames = _READER(read_radiographs, path, coarsest_spacing_mm=predictor.decode_spacing_mm)
+        except ProcessDiedError as death:
+            refused.append(death_error(path, death.how).as_dict())
+            continue
         except CalcdxError as exc:
             refused.append(exc.as_dict())
             continue

@@ -14,6 +14,7 @@ import time
 from dataclasses import replace
 from importlib.resources import files
 from pathlib import Path
+from typing import Any
 
 import highdicom as hd
 import jsonschema
@@ -522,6 +523,34 @@ def test_a_file_whose_decoding_process_dies_fails_alone_and_the_batch_goes_on(
     analysed = {Path(im["source"]).name for p in (tmp_path / "out").glob("*.json")
                 for im in json.loads(p.read_text())["images"]}
     assert analysed == set(names) - set(fatal)
+
+
+def _read_or_crash(path: str | Path, **kwargs: Any) -> list[Radiograph]:
+    """The reader, except that a file named ``crash-*`` makes the process that reads it die (SIGSEGV)."""
+    from calcdx.datasets.reader import read_radiographs
+
+    if Path(path).name.startswith("crash-"):
+        os.kill(os.getpid(), signal.SIGSEGV)
+    return read_radiographs(path, **kwargs)
+
+
+def test_the_pacs_front_ends_survive_a_file_that_crashes_its_decoder(tmp_path: Path,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """``analyze_study`` (the DICOM node's and the DICOMweb service's analysis) decodes in a forked process:
+    one that dies on a file refuses that file, the next file gets a new process, and the server process
+    (here: pytest) lives on.  Before, the decoder's crash ended the server, and on restart the same study
+    crashed it again."""
+    import calcdx.inference.study as study_module
+    from calcdx.inference import analyze_study
+
+    crash = tmp_path / "crash-me.dcm"
+    shutil.copy(EXAMPLES / "img000004.dcm", crash)
+    files = [EXAMPLES / "img000010.dcm", crash, EXAMPLES / "img000011.dcm"]
+    monkeypatch.setattr(study_module, "read_radiographs", _read_or_crash)  # a module-level function: picklable
+    result = analyze_study(files, Predictor(), tmp_path / "out", write_sr=False, write_overlays=False)
+    assert [im["source"] for im in result.result["images"]] == [str(files[0]), str(files[2])]
+    (refused,) = result.failures
+    assert refused["code"] == "E_CORRUPT" and "SIGSEGV" in refused["reason"] and refused["path"] == str(crash)
 
 
 @pytest.mark.slow
