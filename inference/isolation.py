@@ -58,21 +58,26 @@ def _forget_signal_handlers() -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
-def _child(connection: multiprocessing.connection.Connection, function: Callable[..., Any], args: tuple[Any, ...],
-           kwargs: dict[str, Any]) -> None:
-    """Run ``function`` and send ("returned", value) or ("raised", exception); then stay until the parent has it
-    (torch tensors travel as file descriptors of shared memory, which this process serves).  Signals as in
-    ``_serve``."""
-    _forget_signal_handlers()
-    torch.set_num_threads(1)  # as in a DataLoader worker
+def _answer(connection: multiprocessing.connection.Connection, function: Callable[..., Any],
+            args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+    """Run ``function`` and send ("returned", value) or ("raised", exception): the parent raises it again."""
     try:
         message: tuple[str, Any] = ("returned", function(*args, **kwargs))
-    except Exception as exc:  # the parent raises it
+    except Exception as exc:
         message = ("raised", exc)
     try:
         connection.send(message)
     except Exception as exc:  # not picklable
         connection.send(("raised", RuntimeError(f"{type(exc).__name__}: {exc}")))
+
+
+def _child(connection: multiprocessing.connection.Connection, function: Callable[..., Any], args: tuple[Any, ...],
+           kwargs: dict[str, Any]) -> None:
+    """Answer one call (``_answer``), then stay until the parent has it (torch tensors travel as file
+    descriptors of shared memory, which this process serves).  Signals as in ``_serve``."""
+    _forget_signal_handlers()
+    torch.set_num_threads(1)  # as in a DataLoader worker
+    _answer(connection, function, args, kwargs)
     with contextlib.suppress(EOFError):
         connection.recv()
 
@@ -122,14 +127,7 @@ def _serve(connection: multiprocessing.connection.Connection) -> None:
             function, args, kwargs = connection.recv()
         except EOFError:  # the parent closed its end
             return
-        try:
-            message: tuple[str, Any] = ("returned", function(*args, **kwargs))
-        except Exception as exc:  # the parent raises it
-            message = ("raised", exc)
-        try:
-            connection.send(message)
-        except Exception as exc:  # not picklable
-            connection.send(("raised", RuntimeError(f"{type(exc).__name__}: {exc}")))
+        _answer(connection, function, args, kwargs)
 
 
 class ForkedRunner:
