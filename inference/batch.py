@@ -202,9 +202,7 @@ def _died_reading(dataset: _InstanceDataset) -> Callable[[int, str], _Item]:
     """The failed item of a file whose reading process died, twice (``how``: the signal's name)."""
     def failed(index: int, how: str) -> _Item:
         instance, study_uid = dataset.items[index]
-        error = death_error(instance.path, how)
-        error.reason += ", again when it was read alone"
-        return _Item(index, instance, study_uid, None, None, error.as_dict())
+        return _Item(index, instance, study_uid, None, None, death_error(instance.path, how, again=True).as_dict())
     return failed
 
 

@@ -43,13 +43,15 @@ class ProcessDiedError(RuntimeError):
         self.how = how
 
 
-def death_error(path: str | PathLike[str], how: str) -> CalcdxError:
+def death_error(path: str | PathLike[str], how: str, *, again: bool = False) -> CalcdxError:
     """What a file whose reading process died (``how``: the signal's name) is refused with: ``E_TOO_LARGE``
-    for SIGKILL (usually the system out of memory), else ``E_CORRUPT`` (a decoder crashed on it)."""
+    for SIGKILL (usually the system out of memory), else ``E_CORRUPT`` (a decoder crashed on it); ``again``:
+    it died a second time, read alone."""
+    alone = ", again when it was read alone" if again else ""
     if how == "SIGKILL":
-        return ImageTooLargeError("the process reading it was killed (SIGKILL: usually the system out of memory)",
-                                  path=path)
-    return CorruptDicomError(f"the process reading it died ({how}: a decoder crashed on it)", path=path)
+        return ImageTooLargeError(f"the process reading it was killed (SIGKILL: usually the system out of memory)"
+                                  f"{alone}", path=path)
+    return CorruptDicomError(f"the process reading it died ({how}: a decoder crashed on it){alone}", path=path)
 
 
 def _forget_signal_handlers() -> None:

@@ -44,8 +44,6 @@ class WorkerDeathProof:
         self.dataset = dataset
         self.workers = max(0, workers)
         self.died = died
-        self.deaths = 0
-        """Worker processes that died while this stream read."""
         self._remaining = list(range(len(dataset)))  # type: ignore[arg-type]
         self._batches: Iterator[list[Any]] = iter(self._loader(self._remaining))
 
@@ -66,7 +64,6 @@ class WorkerDeathProof:
             except RuntimeError as exc:
                 if not self.workers or not str(exc).startswith(WORKER_DIED):
                     raise
-                self.deaths += 1
                 logger.warning("a decoding process died (%s); the files it may have held are read one by one", exc)
             self._batches = iter(())  # the dead loader's other workers stop
             remaining = self._remaining[delivered:]
